@@ -1,0 +1,5 @@
+import sys
+
+from leadnorm.cli import main
+
+sys.exit(main())

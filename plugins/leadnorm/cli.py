@@ -1,0 +1,123 @@
+"""`python -m leadnorm`: the command-line door to the same library the DAGs call."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from leadnorm.config import ConfigError, mask_uri
+
+log = logging.getLogger("leadnorm")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port up to 65535, got {value}")
+    return value
+
+
+def _add_database_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uri", help="MongoDB URI (default: $MONGO_URI, else the embedded server)")
+    parser.add_argument("--db", help="database (default: the URI's path, else jazon_ai_sdr)")
+
+
+def _database(args: argparse.Namespace):
+    from leadnorm.mongo import connect
+
+    return connect(args.uri, args.db)
+
+
+# --- mongo -----------------------------------------------------------------
+
+def _mongo_start(args: argparse.Namespace) -> int:
+    from leadnorm import server
+
+    running = server.start(port=args.port, data_dir=Path(args.data) if args.data else None)
+    print(running.uri)
+    return 0
+
+
+def _mongo_stop(args: argparse.Namespace) -> int:
+    from leadnorm import server
+
+    stopped = server.stop()
+    print(f"stopped pid {stopped.pid}" if stopped else "not running")
+    return 0
+
+
+def _mongo_status(args: argparse.Namespace) -> int:
+    from leadnorm import server
+
+    running = server.running_server()
+    if running is None:
+        print("not running")
+        return 3
+    state = "running" if server.ping(running.uri) else "not answering"
+    print(f"{state}: {running.uri} (pid {running.pid}, data {running.data_dir})")
+    return 0 if state == "running" else 3
+
+
+# --- seed ------------------------------------------------------------------
+
+def _seed(args: argparse.Namespace) -> int:
+    from leadnorm.seed import seed_leads
+
+    db = _database(args)
+    summary = seed_leads(db, args.leads, seed=args.seed, drop=args.drop)
+    print(summary.render())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m leadnorm",
+        description="Migrate nested Jazon AI SDR leads into nine normalized MongoDB collections.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mongo = commands.add_parser("mongo", help="start, stop or check the embedded MongoDB (SecantusDB)")
+    mongo_commands = mongo.add_subparsers(dest="mongo_command", required=True, metavar="ACTION")
+    start = mongo_commands.add_parser("start", help="start it on 127.0.0.1 and print its URI")
+    start.add_argument("--port", type=_port, help="port (default: a free one)")
+    start.add_argument("--data", help="data directory (default: .leadnorm/mongo-data)")
+    start.set_defaults(run=_mongo_start)
+    mongo_commands.add_parser("stop", help="stop it").set_defaults(run=_mongo_stop)
+    mongo_commands.add_parser("status", help="say whether it runs").set_defaults(run=_mongo_status)
+
+    seed = commands.add_parser("seed", help="write synthetic nested leads into the source collection")
+    seed.add_argument("--leads", type=_positive_int, required=True, help="how many nested leads")
+    seed.add_argument("--seed", type=int, default=0, help="random seed: same seed, same leads")
+    seed.add_argument("--drop", action="store_true", help="replace a non-empty leads collection")
+    _add_database_args(seed)
+    seed.set_defaults(run=_seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    from pymongo.errors import PyMongoError
+
+    try:
+        return args.run(args)
+    except (ConfigError, PyMongoError, OSError) as exc:
+        print(f"leadnorm: error: {mask_uri(str(exc)).splitlines()[0]}", file=sys.stderr)
+        return 1

@@ -1,0 +1,20 @@
+"""Connections: one place that turns a URI and a database name into a pymongo Database."""
+
+from __future__ import annotations
+
+from bson.codec_options import CodecOptions
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from leadnorm.config import resolve_db, resolve_uri
+
+# Timezone-aware UTC datetimes both ways, so values compare equal after a round trip.
+CODEC_OPTIONS = CodecOptions(tz_aware=True)
+
+
+def connect(uri: str | None = None, db: str | None = None, timeout_ms: int = 10_000) -> Database:
+    """The database to work on; raises a one-line error when the server is not there."""
+    uri = resolve_uri(uri)
+    client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
+    client.admin.command("ping")
+    return client.get_database(resolve_db(db, uri), codec_options=CODEC_OPTIONS)
