@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
 
-from leadnorm.config import ConfigError, mask_uri
+from leadnorm.config import LeadnormError, mask_uri
 
 log = logging.getLogger("leadnorm")
 
@@ -81,6 +82,42 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- migrate / verify ------------------------------------------------------
+
+def _migrate(args: argparse.Namespace) -> int:
+    from leadnorm.pipeline import RunFolder, migrate, summary
+
+    db = _database(args)
+    run = RunFolder.new()
+    try:
+        _, report = migrate(db, batch_size=args.batch_size, dry_run=args.dry_run,
+                            backup_dir=Path(args.backup_dir) if args.backup_dir else None,
+                            skip_validation=args.skip_validation, run=run)
+    finally:
+        if run.root.exists():
+            print(summary(run, dry_run=args.dry_run))
+    if report is not None and not report.ok:
+        print("leadnorm: error: verification failed: " + "; ".join(report.problems()), file=sys.stderr)
+        return 1
+    shutil.rmtree(run.root, ignore_errors=True)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from leadnorm.pipeline import RunFolder, extract_step, normalize_step, verify_step
+
+    db = _database(args)
+    run = RunFolder.new()
+    try:
+        extract_step(db, run, args.batch_size)
+        normalize_step(run)
+        report = verify_step(db, run)
+    finally:
+        shutil.rmtree(run.root, ignore_errors=True)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m leadnorm",
@@ -104,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--drop", action="store_true", help="replace a non-empty leads collection")
     _add_database_args(seed)
     seed.set_defaults(run=_seed)
+
+    migrate = commands.add_parser("migrate", help="back up, then migrate nested leads into the nine collections")
+    _add_database_args(migrate)
+    migrate.add_argument("--dry-run", action="store_true", help="write nothing; report what would be written")
+    migrate.add_argument("--batch-size", type=_positive_int, default=1000, help="documents per batch (1000)")
+    migrate.add_argument("--backup-dir", help="where backups go (default: backups/)")
+    migrate.add_argument("--skip-validation", action="store_true",
+                         help="load without the Great Expectations gate (not recommended)")
+    migrate.set_defaults(run=_migrate)
+
+    verify = commands.add_parser("verify", help="reconcile source and target without writing anything")
+    _add_database_args(verify)
+    verify.add_argument("--batch-size", type=_positive_int, default=1000, help="documents per batch (1000)")
+    verify.set_defaults(run=_verify)
     return parser
 
 
@@ -118,6 +169,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (ConfigError, PyMongoError, OSError) as exc:
+    except (LeadnormError, PyMongoError, OSError) as exc:
         print(f"leadnorm: error: {mask_uri(str(exc)).splitlines()[0]}", file=sys.stderr)
         return 1

@@ -17,8 +17,12 @@ SOURCE_COLLECTION = "leads"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message is one line for the operator."""
+class LeadnormError(Exception):
+    """An error the operator can act on: its message is one line, with no credentials in it."""
+
+
+class ConfigError(LeadnormError):
+    """A setting is missing or wrong."""
 
 
 def state_dir() -> Path:

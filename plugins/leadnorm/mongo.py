@@ -18,3 +18,13 @@ def connect(uri: str | None = None, db: str | None = None, timeout_ms: int = 10_
     client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
     client.admin.command("ping")
     return client.get_database(resolve_db(db, uri), codec_options=CODEC_OPTIONS)
+
+
+def split_bson(data: bytes) -> list[bytes]:
+    """The documents of a concatenated BSON stream (a raw batch, a .bson dump), still encoded."""
+    documents, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset:offset + 4], "little")
+        documents.append(data[offset:offset + size])
+        offset += size
+    return documents

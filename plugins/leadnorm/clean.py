@@ -1,0 +1,200 @@
+"""Reading messy source values: one small pure function per kind of value.
+
+Each reader returns the clean value, or None when the source has no usable value;
+an unusable value that was present is reported to a `Warnings` counter under its
+target field, as the contract asks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from datetime import datetime, timezone
+
+from leadnorm.schema import FIT_TIERS, LEVELS
+
+
+class Warnings(Counter):
+    """Count of unreadable values per target field, e.g. {"icp_scores.icp_score": 3}."""
+
+    def unreadable(self, target_field: str) -> None:
+        self[target_field] += 1
+
+
+def is_blank(value) -> bool:
+    """No value: missing, None, NaN or a string of white space."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def read_text(value, target: str, warnings: Warnings) -> str | None:
+    """Trimmed text; numbers become their text, objects are unreadable."""
+    if is_blank(value):
+        return None
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    warnings.unreadable(target)
+    return None
+
+
+def name_key(value) -> str | None:
+    """How names compare: without case and surrounding white space."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip().casefold()
+
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+_DOMAIN = re.compile(r"^[^\s./@:]+(\.[^\s./@:]+)+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalize_domain(value, target: str, warnings: Warnings) -> str | None:
+    """`https://www.Acme.io:443/about` -> `acme.io`: lower case, no scheme, www., path, port or trailing dot."""
+    text = read_text(value, target, warnings)
+    if text is None:
+        return None
+    host = _SCHEME.sub("", text.lower()).lstrip("/")
+    host = re.split(r"[/?#]", host, maxsplit=1)[0]
+    host = host.rsplit("@", 1)[-1].split(":", 1)[0].strip().rstrip(".")
+    if host.startswith("www."):
+        host = host[4:]
+    if not _DOMAIN.match(host):
+        warnings.unreadable(target)
+        return None
+    return host
+
+
+def normalize_email(value, target: str, warnings: Warnings) -> str | None:
+    text = read_text(value, target, warnings)
+    if text is None:
+        return None
+    email = text.lower()
+    if not _EMAIL.match(email):
+        warnings.unreadable(target)
+        return None
+    return email
+
+
+def normalize_linkedin(value, target: str, warnings: Warnings) -> str | None:
+    """`HTTPS://www.LinkedIn.com/in/Jane/?trk=x` -> `linkedin.com/in/jane`."""
+    text = read_text(value, target, warnings)
+    if text is None:
+        return None
+    url = _SCHEME.sub("", text.lower()).lstrip("/")
+    url = re.split(r"[?#]", url, maxsplit=1)[0].rstrip("/")
+    if url.startswith("www."):
+        url = url[4:]
+    if not url or " " in url:
+        warnings.unreadable(target)
+        return None
+    return url
+
+
+def read_number(value, target: str, warnings: Warnings, *, lo: float | None = None,
+                hi: float | None = None, integer: bool = False) -> float | int | None:
+    """A number within [lo, hi]; numeric strings are read, anything else is unreadable."""
+    if is_blank(value):
+        return None
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip().replace(",", ""))
+        except ValueError:
+            number = None
+    ok = (
+        number is not None
+        and math.isfinite(number)
+        and (lo is None or number >= lo)
+        and (hi is None or number <= hi)
+        and (not integer or float(number).is_integer())
+    )
+    if not ok:
+        warnings.unreadable(target)
+        return None
+    return int(number) if integer else float(number)
+
+
+def read_datetime(value, target: str, warnings: Warnings) -> datetime | None:
+    """UTC datetime at BSON's millisecond precision; ISO strings are read."""
+    if is_blank(value):
+        return None
+    moment = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+    if moment is None:
+        warnings.unreadable(target)
+        return None
+    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+_LEVELS = {level.casefold(): level for level in LEVELS}
+
+
+def read_level(value, target: str, warnings: Warnings) -> str | None:
+    """High / Medium / Low, whatever the case."""
+    text = read_text(value, target, warnings)
+    if text is None:
+        return None
+    level = _LEVELS.get(text.casefold())
+    if level is None:
+        warnings.unreadable(target)
+    return level
+
+
+_TIER = re.compile(r"^(?:tier\s*)?([a-d])$", re.IGNORECASE)
+
+
+def read_fit_tier(value, target: str, warnings: Warnings) -> str | None:
+    """`A`, `a`, `Tier A` -> `A`."""
+    text = read_text(value, target, warnings)
+    if text is None:
+        return None
+    match = _TIER.match(text)
+    if not match:
+        warnings.unreadable(target)
+        return None
+    tier = match.group(1).upper()
+    assert tier in FIT_TIERS
+    return tier
+
+
+def read_list(value, target: str, warnings: Warnings) -> list:
+    """A list; None is empty, a single object is a list of one."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, (dict, str)):
+        return [value]
+    warnings.unreadable(target)
+    return []
+
+
+def read_object(value, target: str, warnings: Warnings) -> dict:
+    """A sub-document; None is empty, anything else is unreadable."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    warnings.unreadable(target)
+    return {}
+
+
+def unknown_fields(document: dict, known: frozenset[str] | set[str]) -> dict:
+    """The fields this contract does not map: they are kept under `extra`."""
+    return {k: v for k, v in document.items() if k not in known}

@@ -1,0 +1,23 @@
+"""Deterministic ObjectIds: the id of every target document is a hash of its natural key.
+
+So the result does not depend on document order, batches, partitions or reruns: a
+killed run rerun, or a refresh, computes the same ids and finds the documents it
+already wrote. The 12 bytes are a BLAKE2b digest, so ObjectId.generation_time means
+nothing on these ids; created_at/updated_at carry the times.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+from bson import ObjectId
+
+
+def derived_id(kind: str, *key: object) -> ObjectId:
+    """The id of the `kind` document whose natural key is `key`."""
+    text = "\x1f".join([kind, *(k if isinstance(k, str) else repr(k) for k in key)])
+    return ObjectId(blake2b(text.encode("utf-8"), digest_size=12).digest())
+
+
+def lead_id(legacy_id: object) -> ObjectId:
+    return derived_id("lead", legacy_id)

@@ -1,0 +1,80 @@
+"""Close the loop on the source: mark migrated leads, record rejected ones.
+
+Runs only after every collection is loaded, so a source lead marked `_migrated` always
+has all its derived documents written. Both writes touch only what differs: a rerun
+writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+from pymongo import DeleteOne, ReplaceOne, UpdateOne
+from pymongo.database import Database
+
+from leadnorm.config import SOURCE_COLLECTION
+from leadnorm.extract import NESTED_LEAD
+from leadnorm.schema import REJECTS_COLLECTION
+
+MIGRATED = "_migrated"
+MIGRATED_LEAD_ID = "_migrated_lead_id"
+
+
+@dataclass
+class MarkResult:
+    marked: int = 0
+    already_marked: int = 0
+    rejects_written: int = 0
+    rejects_removed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False,
+                  batch_size: int = 1000) -> MarkResult:
+    """Set `_migrated: true` and `_migrated_lead_id` on each migrated source lead."""
+    new_id = dict(zip(leads["legacy_lead_id"], leads["_id"]))
+    result = MarkResult()
+    updates = []
+    source = db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1, MIGRATED_LEAD_ID: 1})
+    for doc in source:
+        target = new_id.get(doc["_id"])
+        if target is None:
+            continue
+        if doc.get(MIGRATED) is True and doc.get(MIGRATED_LEAD_ID) == target:
+            result.already_marked += 1
+        else:
+            updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": {MIGRATED: True, MIGRATED_LEAD_ID: target}}))
+    result.marked = len(updates)
+    if not dry_run:
+        for chunk in _chunks(updates, batch_size):
+            db[SOURCE_COLLECTION].bulk_write(chunk, ordered=False)
+    return result
+
+
+def write_rejects(db: Database, rejects: pd.DataFrame, result: MarkResult, *,
+                  dry_run: bool = False) -> MarkResult:
+    """Make `migration_rejects` hold exactly this run's rejects: `_id` and `reason`."""
+    wanted = {row["_id"]: {"_id": row["_id"], "reason": row["reject_reason"]}
+              for row in rejects.to_dict("records")}
+    writes = []
+    for doc in db[REJECTS_COLLECTION].find({}):
+        want = wanted.pop(doc["_id"], None)
+        if want is None:
+            writes.append(DeleteOne({"_id": doc["_id"]}))
+            result.rejects_removed += 1
+        elif want != doc:
+            writes.append(ReplaceOne({"_id": doc["_id"]}, want))
+            result.rejects_written += 1
+    writes += [ReplaceOne({"_id": k}, v, upsert=True) for k, v in wanted.items()]
+    result.rejects_written += len(wanted)
+    if writes and not dry_run:
+        db[REJECTS_COLLECTION].bulk_write(writes, ordered=False)
+    return result

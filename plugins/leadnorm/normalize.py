@@ -1,0 +1,24 @@
+"""Nested leads in, the nine normalized frames out: split each batch, then resolve once.
+
+Pure: frames in, frames out, no I/O. The command line, the DAG and the notebooks all
+call these two functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from leadnorm.resolve import Normalized, resolve
+from leadnorm.split import Mentions, split_batch
+
+
+def normalize(source: pd.DataFrame) -> Normalized:
+    """One source frame (a nested lead per row) into the nine normalized frames."""
+    return resolve(split_batch(source))
+
+
+def normalize_batches(sources: Iterable[pd.DataFrame]) -> Normalized:
+    """The same over many batches: identical result, whatever the batching."""
+    return resolve(Mentions.concat([split_batch(source) for source in sources]))

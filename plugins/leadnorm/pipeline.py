@@ -1,0 +1,201 @@
+"""The migration as steps over a run folder: backup, extract, normalize, validate, load, mark, verify.
+
+Each step reads what the previous one left in the run folder and writes its own
+output there, so the DAG runs them as separate tasks passing only the folder's path,
+and the command line runs them one after the other. Every step can be rerun: it
+rewrites its own output, and the database steps write only what differs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from pymongo.database import Database
+
+from leadnorm import extract
+from leadnorm.backup import backup
+from leadnorm.clean import Warnings
+from leadnorm.config import SOURCE_COLLECTION, backups_dir, staging_dir
+from leadnorm.load import load_collection
+from leadnorm.mark import mark_migrated, write_rejects
+from leadnorm.progress import Progress
+from leadnorm.resolve import Normalized, resolve
+from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
+from leadnorm.split import Mentions, split_batch, split_documents
+from leadnorm.verify import VerifyReport, verify
+
+log = logging.getLogger("leadnorm")
+
+DEFAULT_BATCH_SIZE = 1000
+BACKED_UP = [SOURCE_COLLECTION, *(c for c in COLLECTIONS if c != SOURCE_COLLECTION), REJECTS_COLLECTION]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where one run keeps its staged batches and frames (a path is all a task passes on)."""
+
+    root: Path
+
+    @classmethod
+    def new(cls, name: str | None = None) -> "RunFolder":
+        name = name or "run-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        return cls(staging_dir() / name.replace(":", "_").replace("+", "_"))
+
+    @property
+    def batches(self) -> Path:
+        return self.root / "source"
+
+    def frame(self, name: str) -> Path:
+        return self.root / "frames" / f"{name}.pkl"
+
+
+
+def _save(run: RunFolder, name: str, result: dict) -> dict:
+    path = run.root / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _saved(run: RunFolder, name: str) -> dict | None:
+    path = run.root / "results" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) -> Path:
+    folder = backup(db, backup_dir or backups_dir(), BACKED_UP)
+    log.info("backup: %s", folder)
+    _save(run, "backup", {"folder": str(folder)})
+    return folder
+
+
+def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """Stage the nested leads as BSON batch files; returns how many there are."""
+    progress = Progress("extract", extract.count_nested_leads(db))
+    paths = extract.write_batches(db, run.batches, batch_size, progress)
+    return len(paths)
+
+
+def normalize_step(run: RunFolder) -> dict:
+    """Split every staged batch, resolve them together, stage the frames; returns the counts."""
+    progress = Progress("normalize", None)
+    parts = [split_documents([])]
+    for path in sorted(run.batches.glob("batch-*.bson")):
+        source = extract.read_batch(path)
+        parts.append(split_batch(source))
+        progress.advance(len(source))
+    return save_normalized(run, resolve(Mentions.concat(parts)))
+
+
+def save_normalized(run: RunFolder, normalized: Normalized) -> dict:
+    run.frame("outcomes").parent.mkdir(parents=True, exist_ok=True)
+    for name, frame in {**normalized.frames, "outcomes": normalized.outcomes}.items():
+        frame.to_pickle(run.frame(name))
+    rejects = normalized.rejects
+    return _save(run, "normalize", {
+        "nested": len(normalized.outcomes),
+        "migrated": len(normalized.outcomes) - len(rejects),
+        "rejected": len(rejects),
+        "reject_reasons": dict(Counter(rejects["reject_reason"])),
+        "rows": {name: len(frame) for name, frame in normalized.frames.items()},
+        "warnings": dict(sorted(normalized.warnings.items())),
+    })
+
+
+def read_normalized(run: RunFolder) -> Normalized:
+    frames = {name: pd.read_pickle(run.frame(name)) for name in COLLECTIONS}
+    warnings = Warnings(_saved(run, "normalize")["warnings"])
+    return Normalized(frames, pd.read_pickle(run.frame("outcomes")), warnings)
+
+
+def validate_step(run: RunFolder) -> dict:
+    """The Great Expectations gate: raises before any write when a critical expectation fails."""
+    from leadnorm.validate import GateFailed, run_gate
+
+    normalized = read_normalized(run)
+    result = run_gate(normalized.frames, normalized.outcomes, run_name=run.root.name)
+    log.info("validation %s; Data Docs: %s", "passed" if result.passed else "FAILED", result.docs_index)
+    _save(run, "validate", {"passed": result.passed, "docs_index": str(result.docs_index),
+                            "failures": result.failures, "warnings": result.warnings})
+    if not result.passed:
+        raise GateFailed(result.summary())
+    return _saved(run, "validate")
+
+
+def load_step(db: Database, run: RunFolder, collection: str, *, dry_run: bool = False,
+              batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+    """Indexes first (so unique keys are enforced while writing), then the diff-load."""
+    if not dry_run:
+        db[collection].create_indexes(list(COLLECTIONS[collection].indexes))
+    frame = pd.read_pickle(run.frame(collection))
+    result = load_collection(db, collection, frame, dry_run=dry_run, batch_size=batch_size)
+    log.info("load %s: %d inserted, %d replaced, %d unchanged",
+             collection, result.inserted, result.replaced, result.unchanged)
+    return _save(run, f"load-{collection}", result.as_dict())
+
+
+def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False,
+              batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+    normalized = read_normalized(run)
+    result = mark_migrated(db, normalized.frames["leads"], dry_run=dry_run, batch_size=batch_size)
+    result = write_rejects(db, normalized.rejects, result, dry_run=dry_run)
+    return _save(run, "mark", result.as_dict())
+
+
+def verify_step(db: Database, run: RunFolder) -> VerifyReport:
+    report = verify(db, read_normalized(run))
+    log.info("%s", report.render())
+    _save(run, "verify", {"ok": report.ok, "text": report.render()})
+    return report
+
+
+def summary(run: RunFolder, dry_run: bool = False) -> str:
+    """The run's table, from what its steps saved: the same text after the CLI or the DAG."""
+    n = _saved(run, "normalize")
+    head = "DRY RUN: nothing written; the counts are what a run would write" if dry_run else "migration summary"
+    lines = [head, f"{'collection':<24}{'rows':>9}{'written':>9}{'inserted':>10}{'replaced':>10}{'unchanged':>11}"]
+    for name in COLLECTIONS:
+        r = _saved(run, f"load-{name}")
+        if r:
+            lines.append(f"{name:<24}{n['rows'][name]:>9}{r['inserted'] + r['replaced']:>9}{r['inserted']:>10}"
+                         f"{r['replaced']:>10}{r['unchanged']:>11}")
+    lines.append(f"nested leads {n['nested']}: migrated {n['migrated']}, rejected {n['rejected']}")
+    lines += [f"  rejected: {count} x {reason}" for reason, count in n["reject_reasons"].items()]
+    mark = _saved(run, "mark")
+    if mark:
+        lines.append(f"source leads marked _migrated: {mark['marked']} now, {mark['already_marked']} before; "
+                     f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed")
+    if n["warnings"]:
+        lines.append("unreadable values (given their default), per field:")
+        lines += [f"  {name:<40}{count:>8}" for name, count in n["warnings"].items()]
+    for name, label in (("backup", "backup"), ("validate", "data docs")):
+        saved = _saved(run, name)
+        if saved:
+            lines.append(f"{label}: {saved.get('folder') or saved.get('docs_index')}")
+    verified = _saved(run, "verify")
+    if verified:
+        lines.append(verified["text"])
+    return "\n".join(lines)
+
+
+def migrate(db: Database, *, batch_size: int = DEFAULT_BATCH_SIZE, dry_run: bool = False,
+            backup_dir: Path | None = None, skip_validation: bool = False,
+            run: RunFolder | None = None) -> tuple[RunFolder, VerifyReport | None]:
+    """The whole migration in this process: the same steps the DAG runs as tasks."""
+    run = run or RunFolder.new()
+    if not dry_run:
+        backup_step(db, run, backup_dir)
+    extract_step(db, run, batch_size)
+    normalize_step(run)
+    if not skip_validation:
+        validate_step(run)
+    for name in COLLECTIONS:
+        load_step(db, run, name, dry_run=dry_run, batch_size=batch_size)
+    mark_step(db, run, dry_run=dry_run, batch_size=batch_size)
+    return run, (None if dry_run else verify_step(db, run))

@@ -1,0 +1,110 @@
+"""The target shape from the data contract: nine collections, their fields, indexes, references.
+
+A normalized frame is a pandas DataFrame with one row per target document and exactly
+the columns listed here (plus `_id`): ObjectId in id and reference columns (None where
+a reference has no target), nested values (dicts, lists) as Python objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pymongo import ASCENDING, IndexModel
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    fields: tuple[str, ...]
+    indexes: tuple[IndexModel, ...]
+    references: dict[str, str] = field(default_factory=dict)  # column -> target collection
+    natural_keys: tuple[tuple[str, ...], ...] = ()  # unique where every part is present
+
+    @property
+    def columns(self) -> list[str]:
+        return ["_id", *self.fields]
+
+
+def _index(*keys: str, **options) -> IndexModel:
+    return IndexModel([(k, ASCENDING) for k in keys], **options)
+
+
+_HAS_DOMAIN = {"domain": {"$type": "string"}}
+
+COMPANIES = Collection(
+    "companies",
+    ("name", "domain", "website", "industry", "company_size", "employee_count", "headquarters",
+     "founded_year", "description", "funding_stage", "annual_revenue", "linkedin_url", "extra"),
+    (_index("name"), _index("domain", unique=True, partialFilterExpression=_HAS_DOMAIN),
+     _index("industry")),
+    natural_keys=(("domain",),),
+)
+PERSONAS = Collection(
+    "personas",
+    ("full_name", "email", "title", "seniority", "department", "decision_authority",
+     "linkedin_url", "location", "bio", "extra"),
+    (_index("full_name"), _index("email", unique=True, sparse=True),
+     _index("linkedin_url", unique=True, sparse=True)),
+    natural_keys=(("email",), ("linkedin_url",)),
+)
+LEADS = Collection(
+    "leads",
+    ("name", "title", "email", "company_id", "persona_id", "status", "legacy_lead_id",
+     "created_at", "updated_at", "extra"),
+    (_index("company_id"), _index("persona_id"), _index("status"),
+     _index("legacy_lead_id", unique=True, sparse=True)),
+    references={"company_id": "companies", "persona_id": "personas"},
+    natural_keys=(("legacy_lead_id",),),
+)
+TECHNOGRAPHICS = Collection(
+    "technographics",
+    ("company_id", "name", "category", "confidence", "extra"),
+    (_index("company_id"), _index("company_id", "name", unique=True)),
+    references={"company_id": "companies"},
+    natural_keys=(("company_id", "name"),),
+)
+RESEARCH_RUNS = Collection(
+    "research_runs",
+    ("lead_id", "company_id", "persona_id", "research_meta", "extra"),
+    (_index("lead_id"), _index("company_id")),
+    references={"lead_id": "leads", "company_id": "companies", "persona_id": "personas"},
+)
+CITATIONS = Collection(
+    "citations",
+    ("research_run_id", "source_name", "url", "accessed_at_utc", "extra"),
+    (_index("research_run_id"),),
+    references={"research_run_id": "research_runs"},
+)
+DETECTED_SIGNALS = Collection(
+    "detected_signals",
+    ("lead_id", "research_run_id", "type", "signal", "strength", "detected_at", "source_url", "extra"),
+    (_index("lead_id"), _index("research_run_id"), _index("type")),
+    references={"lead_id": "leads", "research_run_id": "research_runs"},
+)
+ICP_SCORES = Collection(
+    "icp_scores",
+    ("lead_id", "icp_score", "fit_tier", "score_breakdown", "scored_at", "model_version",
+     "rationale", "extra"),
+    (_index("lead_id"), _index("fit_tier")),
+    references={"lead_id": "leads"},
+)
+ICP_FACTOR_BREAKDOWNS = Collection(
+    "icp_factor_breakdowns",
+    ("icp_score_id", "category", "score", "max_score", "factors", "extra"),
+    (_index("icp_score_id"),),
+    references={"icp_score_id": "icp_scores"},
+)
+
+# Load order: referenced collections first, so a reader never meets a dangling id.
+COLLECTIONS: dict[str, Collection] = {
+    c.name: c
+    for c in (COMPANIES, PERSONAS, LEADS, TECHNOGRAPHICS, RESEARCH_RUNS, CITATIONS,
+              DETECTED_SIGNALS, ICP_SCORES, ICP_FACTOR_BREAKDOWNS)
+}
+
+REJECTS_COLLECTION = "migration_rejects"
+
+STATUSES = ("uploaded", "researched", "icp_scored")
+FIT_TIERS = ("A", "B", "C", "D")
+LEVELS = ("High", "Medium", "Low")  # technographic confidence, signal strength, research confidence
+DEFAULT_LEVEL = "Low"
