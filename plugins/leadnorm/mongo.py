@@ -17,7 +17,12 @@ def connect(uri: str | None = None, db: str | None = None, timeout_ms: int = 10_
     uri = resolve_uri(uri)
     client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
     client.admin.command("ping")
-    return client.get_database(resolve_db(db, uri), codec_options=CODEC_OPTIONS)
+    return database(client, resolve_db(db, uri))
+
+
+def database(client: MongoClient, name: str) -> Database:
+    """`name` on `client`, reading datetimes as UTC whatever the client's own options."""
+    return client.get_database(name, codec_options=CODEC_OPTIONS)
 
 
 def split_bson(data: bytes) -> list[bytes]:

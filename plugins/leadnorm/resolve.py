@@ -18,7 +18,6 @@ from leadnorm.schema import COLLECTIONS, DEFAULT_LEVEL
 from leadnorm.split import Mentions
 
 _INTEGER_FIELDS = {"employee_count", "founded_year"}
-_FLOAT_FIELDS = {"annual_revenue"}
 
 
 @dataclass
@@ -65,8 +64,6 @@ def _with_defaults(frame: pd.DataFrame, optional: set[str]) -> pd.DataFrame:
             out[column] = out[column].astype(object).where(out[column].notna(), None)
         elif column in _INTEGER_FIELDS:
             out[column] = out[column].fillna(0).astype("int64")
-        elif column in _FLOAT_FIELDS:
-            out[column] = out[column].fillna(0.0).astype("float64")
         elif column == "confidence":
             out[column] = out[column].fillna(DEFAULT_LEVEL)
         else:

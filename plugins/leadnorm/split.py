@@ -129,7 +129,7 @@ class _Batch:
         if created is None and isinstance(legacy, ObjectId):
             created = read_datetime(legacy.generation_time, "leads.created_at", w)
         updated = read_datetime(doc.get("updated_at"), "leads.updated_at", w) or created
-        completed = read_datetime(meta.get("completed_at_utc"), "research_runs.research_meta", w)
+        completed = read_datetime(meta.get("completed_at_utc"), "research_runs.research_meta.completed_at_utc", w)
         recency = completed or updated
 
         new_id = lead_id(legacy)
@@ -154,7 +154,7 @@ class _Batch:
         persona = read_object(research.get("PersonaProfile"), "personas", w) if research else {}
         self._persona(legacy, recency, persona, lead_input)
         if research:
-            run_id = self._research_run(legacy, new_id, research, meta)
+            run_id = self._research_run(legacy, new_id, research, meta, completed)
             self._signals(legacy, new_id, run_id, research.get("DetectedSignals"))
         if icp:
             self._icp(legacy, new_id, icp)
@@ -180,7 +180,7 @@ class _Batch:
                                         lo=1600, hi=2100, integer=True),
             "description": read_text(profile.get("description"), "companies.description", w),
             "funding_stage": read_text(profile.get("funding_stage"), "companies.funding_stage", w),
-            "annual_revenue": read_number(profile.get("annual_revenue"), "companies.annual_revenue", w, lo=0),
+            "annual_revenue": read_text(profile.get("annual_revenue"), "companies.annual_revenue", w),
             "linkedin_url": normalize_linkedin(profile.get("linkedin_url"), "companies.linkedin_url", w),
             "extra": _or_none(unknown_fields(profile, COMPANY_FIELDS)),
         })
@@ -226,19 +226,17 @@ class _Batch:
             "extra": _or_none(unknown_fields(profile, PERSONA_FIELDS)),
         })
 
-    def _research_run(self, legacy, new_lead_id, research: dict, meta: dict) -> ObjectId:
+    def _research_run(self, legacy, new_lead_id, research: dict, meta: dict, completed) -> ObjectId:
         w = self.warnings
         run_id = derived_id("research_run", legacy)
+        target = "research_runs.research_meta.{}".format
         research_meta = {
-            "run_id": read_text(meta.get("run_id"), "research_runs.research_meta", w) or "",
-            "model": read_text(meta.get("model"), "research_runs.research_meta", w) or "",
-            "started_at_utc": read_datetime(meta.get("started_at_utc"), "research_runs.research_meta", w),
-            "completed_at_utc": read_datetime(meta.get("completed_at_utc"), "research_runs.research_meta",
-                                              Warnings()),
-            "duration_ms": read_number(meta.get("duration_ms"), "research_runs.research_meta", w,
-                                       lo=0, integer=True) or 0,
-            "confidence": read_level(meta.get("confidence"), "research_runs.research_meta", w)
-            or DEFAULT_LEVEL,
+            "run_id": read_text(meta.get("run_id"), target("run_id"), w) or "",
+            "model": read_text(meta.get("model"), target("model"), w) or "",
+            "started_at_utc": read_datetime(meta.get("started_at_utc"), target("started_at_utc"), w),
+            "completed_at_utc": completed,
+            "duration_ms": read_number(meta.get("duration_ms"), target("duration_ms"), w, lo=0, integer=True) or 0,
+            "confidence": read_level(meta.get("confidence"), target("confidence"), w) or DEFAULT_LEVEL,
         }
         extra = unknown_fields(research, RESEARCH_FIELDS)
         meta_extra = unknown_fields(meta, META_FIELDS)

@@ -1,0 +1,27 @@
+"""What the DAGs need from Airflow, kept out of the DAG files: the MongoDB connection and run folders.
+
+Imported inside tasks only, so parsing a DAG file stays cheap.
+"""
+
+from __future__ import annotations
+
+from pymongo.database import Database
+
+from leadnorm.config import DEFAULT_DB
+from leadnorm.mongo import database
+from leadnorm.pipeline import RunFolder
+
+MONGO_CONN_ID = "mongo_default"
+
+
+def mongo_database(conn_id: str = MONGO_CONN_ID) -> Database:
+    """The database of the Airflow connection (conn type `mongo`; its path/schema names the database)."""
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    hook = MongoHook(mongo_conn_id=conn_id)
+    return database(hook.get_conn(), hook.connection.schema or DEFAULT_DB)
+
+
+def run_folder(dag_id: str, run_id: str) -> RunFolder:
+    """One staging folder per DAG run: a retried task finds its inputs where it left them."""
+    return RunFolder.new(f"{dag_id}/{run_id}")

@@ -1,0 +1,58 @@
+"""`airflow dags test leads_migration` end to end, twice, against the real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leadnorm.extract import NESTED_LEAD
+from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
+from leadnorm.seed import seed_leads
+
+pytestmark = pytest.mark.airflow
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def dags_test(mongo_uri: str, db_name: str, tmp_path: Path, conf: str = "{}"):
+    host_port = mongo_uri.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_MONGO_DEFAULT": f"mongo://{host_port}/{db_name}",
+        "LEADNORM_STAGING_DIR": str(tmp_path / "staging"),
+        "LEADNORM_BACKUP_DIR": str(tmp_path / "backups"),
+        "LEADNORM_REPORTS_DIR": str(tmp_path / "reports"),
+    }
+    return subprocess.run([AIRFLOW, "dags", "test", "leads_migration", "--conf", conf],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_dag_migrates_then_changes_nothing(db, mongo_uri, tmp_path):
+    seed_leads(db, 400, seed=21)
+    first = dags_test(mongo_uri, db.name, tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    nested = db.leads.count_documents(NESTED_LEAD)
+    migrated = db.leads.count_documents({**NESTED_LEAD, "_migrated": True})
+    assert migrated + db[REJECTS_COLLECTION].count_documents({}) == nested == 400
+    assert db.leads.count_documents({"legacy_lead_id": {"$exists": True}}) == migrated
+    assert list((tmp_path / "backups").iterdir())
+    summaries = list((tmp_path / "staging").rglob("summary.txt"))
+    assert len(summaries) == 1 and "verify: OK" in summaries[0].read_text()
+
+    before = {name: list(db[name].find({}, sort=[("_id", 1)])) for name in COLLECTIONS}
+    second = dags_test(mongo_uri, db.name, tmp_path)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert {name: list(db[name].find({}, sort=[("_id", 1)])) for name in COLLECTIONS} == before
+    latest = max((tmp_path / "staging").rglob("summary.txt"), key=lambda p: p.stat().st_mtime)
+    assert "marked _migrated: 0 now" in latest.read_text()
+
+
+def test_dag_dry_run_writes_nothing(db, mongo_uri, tmp_path):
+    seed_leads(db, 50, seed=2)
+    out = dags_test(mongo_uri, db.name, tmp_path, conf='{"dry_run": true}')
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert db.leads.count_documents({"_migrated": True}) == 0
+    assert set(db.list_collection_names()) == {"leads"}
