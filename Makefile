@@ -34,11 +34,13 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/python -m leadnorm demo --leads $(DEMO_LEADS)
+	DEMO_LEADS=$(DEMO_LEADS) scripts/demo.sh
 
+# Airflow's UI on 127.0.0.1, its mongo_default connection pointing at the embedded server.
 airflow: setup
-	@echo "Airflow UI: http://127.0.0.1:$(AIRFLOW__API__PORT)  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
-	$(BIN)/airflow standalone
+	@URI=$$($(BIN)/python -m leadnorm mongo start) && \
+	echo "Airflow UI: http://127.0.0.1:$(AIRFLOW__API__PORT)  user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated" && \
+	AIRFLOW_CONN_MONGO_DEFAULT="mongo://$${URI#mongodb://}/jazon_ai_sdr" $(BIN)/airflow standalone
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) .leadnorm reports backups

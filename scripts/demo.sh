@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make demo: embedded MongoDB, synthetic nested leads, the leads_migration DAG, its summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+LEADS=${DEMO_LEADS:-5000}
+
+uri=$($BIN/python -m leadnorm mongo start)
+echo "MongoDB (embedded SecantusDB): $uri"
+$BIN/python -m leadnorm seed --leads "$LEADS" --drop --uri "$uri"
+
+export AIRFLOW_CONN_MONGO_DEFAULT="mongo://${uri#mongodb://}/jazon_ai_sdr"
+log=.leadnorm/demo-dags-test.log
+echo "airflow dags test leads_migration (log: $log) ..."
+if ! $BIN/airflow dags test leads_migration > "$log" 2>&1; then
+  tail -40 "$log"
+  echo "demo: the DAG run failed; full log in $log" >&2
+  exit 1
+fi
+summary=$(ls -t .leadnorm/staging/leads_migration/*/summary.txt | head -1)
+cat "$summary"
+echo
+echo "Data Docs: reports/data_docs/index.html  (serve them: .venv/bin/python -m leadnorm reports serve)"
+echo "Stop the server: .venv/bin/python -m leadnorm mongo stop"
