@@ -12,6 +12,7 @@ volume: pools and vocabularies are made once, and each lead costs a few dozen dr
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import unicodedata
@@ -29,7 +30,7 @@ CHUNK_SIZE = 5_000
 
 RESEARCHED_RATE = 0.70      # of all leads
 SCORED_RATE = 0.60          # of researched leads
-UNMIGRATABLE_RATE = 0.01    # of all leads
+UNMIGRATABLE_RATE = 0.012   # of all leads
 PERSON_REUSE_RATE = 0.22    # a lead names someone its company already had in another lead
 LEADS_PER_COMPANY = 10
 
@@ -142,7 +143,8 @@ _SIGNAL_SOURCES = (
 )
 _CITATION_SOURCES = (
     ("Company website", "https://{domain}/about"), ("LinkedIn", "https://www.linkedin.com/company/{slug}"),
-    ("Crunchbase", "https://www.crunchbase.com/organization/{slug}"), ("日本経済新聞", "https://www.nikkei.com/search?q={slug}"),
+    ("Crunchbase", "https://www.crunchbase.com/organization/{slug}"),
+    ("日本経済新聞", "https://www.nikkei.com/search?q={slug}"),
     ("G2 Reviews ⭐", "https://www.g2.com/products/{slug}"), ("Presse régionale", "https://presse.example.fr/{slug}"),
 )
 _RESEARCH_MODELS = ("gpt-4o-2024-08-06", "gpt-4-turbo", "claude-3-5-sonnet-20241022", "jazon-research-v1.4")
@@ -193,25 +195,30 @@ def _spellings(name: str) -> tuple[str, ...]:
     return (*sorted(cased), f"  {name}", f"{name} ", f"\t{name.upper()} " if name.upper() in cased else f" {name}\n")
 
 
-def _permuted(index: int, size: int, stride: int, offset: int) -> tuple[int, int]:
-    """(code, round): a scrambled but one-to-one walk over `size` codes, then again."""
-    return (index * stride + offset) % size, index // size
+class _NameWalk:
+    """A scrambled but one-to-one walk over `size` name codes, so pool names never repeat."""
 
+    def __init__(self, size: int, rng: random.Random):
+        self.size = size
+        self.stride = next(s for s in range(7919, 7919 + size) if math.gcd(size, s) == 1)
+        self.offset = rng.randrange(size)
 
-def _coprime_stride(size: int) -> int:
-    stride = 7919
-    while size % stride == 0:
-        stride += 2
-    return stride
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        """(code, round): the round counts how often the walk went through all codes."""
+        return (index * self.stride + self.offset) % self.size, index // self.size
 
 
 class _Company:
+    """One company of the pool: its true values, which each lead then writes its own way."""
+
     __slots__ = ("key", "name", "spellings", "domain", "slug", "industry", "size", "employees",
-                 "headquarters", "founded", "descriptions", "funding", "revenue", "linkedin",
+                 "headquarters", "founded", "descriptions", "funding_step", "revenue", "linkedin",
                  "technologies", "staff")
 
 
 class _Person:
+    """One person of the pool; `kind` says what identifies them: email, linkedin or only the name."""
+
     __slots__ = ("key", "kind", "name", "spellings", "email", "linkedin", "role", "location", "bio")
 
 
@@ -258,13 +265,13 @@ class _LeadFactory:
         self.rng = random.Random(seed)
         self.variants: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
+        stems = len(_COMPANY_STEMS)
+        self.company_names = _NameWalk(stems * (stems - 1) * len(_COMPANY_SUFFIXES), self.rng)
+        self.person_names = _NameWalk(len(_FIRST_NAMES) * len(_INITIALS) * len(_LAST_NAMES), self.rng)
         self.companies = [self._company(key) for key in range(max(1, n // LEADS_PER_COMPANY))]
         self.companies_mentioned: set[int] = set()
         self.people: list[_Person] = []
         self.emails_taken: set[str] = set()
-        self.name_space = len(_FIRST_NAMES) * len(_INITIALS) * len(_LAST_NAMES)
-        self.name_stride = _coprime_stride(self.name_space)
-        self.name_offset = self.rng.randrange(self.name_space)
 
     def leads(self) -> Iterator[dict]:
         for _ in range(self.n):
@@ -274,13 +281,9 @@ class _LeadFactory:
 
     def _company(self, key: int) -> _Company:
         rng = self.rng
-        stems, suffixes = len(_COMPANY_STEMS), len(_COMPANY_SUFFIXES)
-        space = stems * (stems - 1) * suffixes
-        if key == 0:
-            self.company_offset = rng.randrange(space)
-        code, round_ = _permuted(key, space, _coprime_stride(space), self.company_offset)
-        first, rest = divmod(code, (stems - 1) * suffixes)
-        second, suffix = divmod(rest, suffixes)
+        code, round_ = self.company_names[key]
+        first, rest = divmod(code, (len(_COMPANY_STEMS) - 1) * len(_COMPANY_SUFFIXES))
+        second, suffix = divmod(rest, len(_COMPANY_SUFFIXES))
         second += second >= first
         words = [_COMPANY_STEMS[first], _COMPANY_STEMS[second], _COMPANY_SUFFIXES[suffix]]
         if round_:
@@ -298,7 +301,7 @@ class _LeadFactory:
         company.founded = rng.randint(1975, 2023)
         company.descriptions = tuple(t.format(name=company.name, industry=company.industry)
                                      for t in rng.sample(_DESCRIPTIONS, 2))
-        company.funding = rng.randrange(len(_FUNDING_STAGES) - 1)
+        company.funding_step = rng.randrange(len(_FUNDING_STAGES) - 1)  # later research may see the next
         company.revenue = rng.choice(_REVENUES)
         company.linkedin = f"https://www.linkedin.com/company/{company.slug}"
         company.technologies = rng.sample(_TECHNOLOGIES, rng.randint(3, 8))
@@ -313,7 +316,7 @@ class _LeadFactory:
             self.variants[f"person repeated by {person.kind}"] += 1
             return person
         key = len(self.people)
-        code, round_ = _permuted(key, self.name_space, self.name_stride, self.name_offset)
+        code, round_ = self.person_names[key]
         rest, last = divmod(code, len(_LAST_NAMES))
         first, initial = divmod(rest, len(_INITIALS))
         suffix = _NAME_SUFFIXES[round_] if round_ < len(_NAME_SUFFIXES) else f" {round_ + 1}"
@@ -335,7 +338,7 @@ class _LeadFactory:
             self.emails_taken.add(email)
             person.email = email
         has_linkedin = person.kind == "linkedin" or (person.kind == "email" and rng.random() < 0.7)
-        person.linkedin = (f"https://www.linkedin.com/in/{first_slug}-{last_slug}-{key + 0x10000:x}"
+        person.linkedin = (f"https://www.linkedin.com/in/{first_slug}-{last_slug}-{key * 2654435761 % 2**32:08x}"
                            if has_linkedin else None)
         person.role = rng.choice(_ROLES)
         person.location = rng.choice(_LOCATIONS)
@@ -369,7 +372,7 @@ class _LeadFactory:
         return _MISSING
 
     def _spelled(self, name: str, spellings: tuple[str, ...], label: str) -> str:
-        if self.rng.random() < 0.12:
+        if self.rng.random() < 0.08:
             self.variants[f"{label} case/white space"] += 1
             return self.rng.choice(spellings)
         return name
@@ -452,16 +455,17 @@ class _LeadFactory:
         company_profile = researched and rng.random() >= 0.01
         persona_profile = researched and rng.random() >= 0.01
 
+        identity, persona_identity = self._identity(person, persona_profile)
         research = icp = None
         updated = created
         if researched:
             self.stats["researched"] += 1
-            research, updated = self._research(company, person, created, company_profile, persona_profile)
+            research, updated = self._research(company, person, persona_identity, created,
+                                               company_profile, persona_profile)
         if scored:
             self.stats["icp_scored"] += 1
             icp, updated = self._icp(updated)
-        lead_input = self._lead_input(company, person, company_profile and research["CompanyProfile"],
-                                      persona_profile and research["PersonaProfile"])
+        lead_input = self._lead_input(company, person, identity, research and research["CompanyProfile"])
 
         doc = {"_id": _id, "lead_input": lead_input}
         if research is not None:
@@ -471,7 +475,7 @@ class _LeadFactory:
         doc["status"] = "icp_scored" if scored else "researched" if researched else "uploaded"
         doc["created_at"] = self._date(created, unreadable=False)
         doc["updated_at"] = self._date(updated, unreadable=False)
-        doc.update(self._unknown(0.08, "lead", crm_owner=rng.choice(_CRM_OWNERS), tags=rng.choice(_TAGS),
+        doc.update(self._unknown(0.08, "top level", crm_owner=rng.choice(_CRM_OWNERS), tags=rng.choice(_TAGS),
                                  import_batch=f"batch-{created:%Y%m}"))
         return doc
 
@@ -480,10 +484,10 @@ class _LeadFactory:
         rng = self.rng
         r = rng.random()
         company = rng.choice(self.companies)
-        if r < 0.3:
+        if r < 0.25:
             self.variants["lead_input is a string"] += 1
             return f"{rng.choice(_ROLES)[0]} @ {company.name}"
-        if r < 0.55:
+        if r < 0.5:
             self.variants["lead_input is null"] += 1
             return None
         if r < 0.75:
@@ -526,10 +530,10 @@ class _LeadFactory:
         }
         return lead_input, persona
 
-    def _lead_input(self, company: _Company, person: _Person, company_profile, persona_profile) -> dict:
+    def _lead_input(self, company: _Company, person: _Person, identity: dict, company_profile) -> dict:
+        """The uploaded row; its company may be left out only where the profile names it."""
         rng = self.rng
-        identity, _ = self._pending_identity
-        profile_named = bool(company_profile) and bool(company_profile.get("name"))
+        profile_named = bool(company_profile and company_profile.get("name"))
         company_name = self._spelled(company.name, company.spellings, "company name")
         lead_input = {
             "name": identity["name"],
@@ -548,17 +552,15 @@ class _LeadFactory:
         lead_input.update(self._unknown(0.03, "lead_input", utm_campaign="spring-launch-🌸"))
         return {k: v for k, v in lead_input.items() if v is not _MISSING}
 
-    def _research(self, company: _Company, person: _Person, created: datetime,
+    def _research(self, company: _Company, person: _Person, persona_identity: dict, created: datetime,
                   company_profile: bool, persona_profile: bool) -> tuple[dict, datetime]:
         rng = self.rng
         started = self._instant(created, 60, 30 * 86400)
         duration_ms = rng.randint(15_000, 300_000)
         completed = started + timedelta(milliseconds=duration_ms)
-        identity, persona = self._identity(person, persona_profile)
-        self._pending_identity = identity, persona
         research = {
             "CompanyProfile": self._company_profile(company) if company_profile else None,
-            "PersonaProfile": self._persona_profile(person, persona) if persona_profile else None,
+            "PersonaProfile": self._persona_profile(person, persona_identity) if persona_profile else None,
             "DetectedSignals": self._signals(started),
             "ResearchMeta": self._research_meta(company, started, completed, duration_ms),
         }
@@ -571,14 +573,15 @@ class _LeadFactory:
         name = self._blank(self._spelled(company.name, company.spellings, "company name"), 0.04)
         if company.domain:
             domain = self._domain(company.domain)
-            website = self._blank(f"https://{company.domain}" if rng.random() < 0.5 else f"https://www.{company.domain}/")
+            website = f"https://{company.domain}" if rng.random() < 0.5 else f"https://www.{company.domain}/"
+            website = self._blank(website)
         else:
             self.variants["company without any domain"] += 1
             domain, website = self._nothing(), self._nothing()
         employees = company.employees
         if rng.random() < 0.25:
             employees = max(1, round(employees * rng.uniform(0.85, 1.15)))
-        funding = _FUNDING_STAGES[company.funding + (rng.random() < 0.15)]
+        funding = _FUNDING_STAGES[company.funding_step + (rng.random() < 0.15)]
         profile = {
             "name": name,
             "domain": domain,
@@ -603,7 +606,7 @@ class _LeadFactory:
         if r < 0.05:
             self.variants[f"numeric string {label}"] += 1
             return str(value)
-        return self._blank(value, 0.08) if r < 0.08 else value
+        return self._nothing() if r < 0.08 else value
 
     def _headquarters(self, place: tuple[str, str, str]):
         r = self.rng.random()
