@@ -6,6 +6,7 @@ import argparse
 import logging
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from leadnorm.config import LeadnormError, mask_uri
@@ -118,6 +119,22 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# --- reports ---------------------------------------------------------------
+
+def _reports_serve(args: argparse.Namespace) -> int:
+    from leadnorm.config import reports_dir
+    from leadnorm.datadocs import serve
+
+    directory = reports_dir()
+    server, url = serve(directory, args.port)
+    print(f"serving {directory}: {url}  (Ctrl-C stops)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m leadnorm",
@@ -155,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_database_args(verify)
     verify.add_argument("--batch-size", type=_positive_int, default=1000, help="documents per batch (1000)")
     verify.set_defaults(run=_verify)
+
+    reports = commands.add_parser("reports", help="serve the validation reports (Data Docs)")
+    reports_commands = reports.add_subparsers(dest="reports_command", required=True, metavar="ACTION")
+    serve = reports_commands.add_parser("serve", help="serve reports/ on 127.0.0.1 and print the URL")
+    serve.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
+    serve.set_defaults(run=_reports_serve)
     return parser
 
 
