@@ -1,0 +1,187 @@
+"""Data Docs for every gate run: offline, without personal data, and a local server to read them.
+
+Great Expectations renders its pages with scripts, styles and fonts from CDNs and a logo
+from a remote host, and shows sample values of failed expectations. Reports here are read
+on machines without network and must not spread personal data, so `publish` masks the
+values of personal columns before rendering and `make_offline` points every page at the
+copies vendored in `datadocs_assets/` (reproduced by `scripts/vendor_datadocs_assets.sh`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SITE_NAME = "leadnorm"
+ASSETS_DIR = Path(__file__).with_name("datadocs_assets")
+VENDOR_SUBDIR = Path("static/vendor")  # where the vendored assets go, under the docs root
+GX_IMAGES_HOST = "great-expectations-web-assets.s3.us-east-2.amazonaws.com"
+GX_LOGO = Path("static/images/logo-long.png")  # GX ships it; the pages fetch it remotely
+
+EMAIL_LIKE = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+\.[a-z]{2,}", re.IGNORECASE)
+_REMOTE = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//", re.IGNORECASE)
+_TAG = re.compile(r"<(?P<name>[a-zA-Z][a-zA-Z0-9]*)\b[^>]*>")
+_LINK_ATTRIBUTE = re.compile(r"""\s(?P<attr>src|href)\s*=\s*(?P<quote>["'])(?P<url>.*?)(?P=quote)""",
+                             re.IGNORECASE | re.DOTALL)
+# Subresource integrity is for CDNs; on a local copy (and on file:// pages) it only blocks.
+_SRI_ATTRIBUTE = re.compile(r"""\s(?:integrity|crossorigin)\s*=\s*(["']).*?\1""", re.IGNORECASE)
+_CSS_URL = re.compile(r"""url\(\s*(?P<quote>["']?)(?P<url>[^"')]*?)(?P=quote)\s*\)""")
+
+
+def site_config(docs_dir: Path) -> dict:
+    """The GX `data_docs_sites` entry: one local site in `docs_dir`, without GX's tutorials."""
+    return {SITE_NAME: {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(docs_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }}
+
+
+def publish(context, results: dict, personal_columns: dict[str, list[str]], docs_dir: Path) -> Path:
+    """Render `results` (GX validation results by store key) as Data Docs; return the index.
+
+    The results are masked in place first (see `mask_personal_data`), then stored in the
+    context's validation results store, which is what GX renders from.
+    """
+    key = secrets.token_bytes(16)  # per run: masked values group within a run only
+    for result_key, result in results.items():
+        mask_personal_data(result, personal_columns.get(result.suite_name, ()), key)
+        context.validation_results_store.set(result_key, result)
+    context.build_data_docs(site_names=[SITE_NAME])
+    make_offline(docs_dir)
+    return docs_dir / "index.html"
+
+
+def mask_personal_data(result, personal_columns, key: bytes) -> None:
+    """Replace sample values that could identify a person by `masked:<digest>`.
+
+    For expectations on a personal column every text value in the result is masked; for
+    all others, values that look like email addresses. The same value gets the same digest
+    within one run, so duplicates still show as duplicates.
+    """
+    personal = set(personal_columns)
+    for expectation in result.results:
+        kwargs = expectation.expectation_config.kwargs
+        columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"),
+                   *kwargs.get("column_list", ())}
+        expectation.result = _masked(expectation.result, key=key, everything=bool(columns & personal))
+        expectation.exception_info = _masked(expectation.exception_info, key=key, everything=False)
+
+
+def _masked(value, *, key: bytes, everything: bool):
+    if isinstance(value, str):
+        if everything:
+            return _token(value, key)
+        return EMAIL_LIKE.sub(lambda match: _token(match.group(), key), value)
+    if isinstance(value, dict):
+        return {name: _masked(item, key=key, everything=everything) for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(item, key=key, everything=everything) for item in value]
+    return value
+
+
+def _token(value: str, key: bytes) -> str:
+    return "masked:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:8]
+
+
+def make_offline(docs_dir: Path) -> None:
+    """Copy the vendored assets into `docs_dir` and point every page and style sheet at them.
+
+    Afterwards no file under `docs_dir` refers to a remote script, style, font or image, and
+    links to GX's web site are plain text. Safe to run again over earlier output.
+    """
+    manifest = json.loads((ASSETS_DIR / "manifest.json").read_text(encoding="utf-8"))
+    shutil.copytree(ASSETS_DIR, docs_dir / VENDOR_SUBDIR, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("manifest.json"))
+    local = {url: VENDOR_SUBDIR / target for url, target in manifest.items()}
+    vendored = docs_dir / VENDOR_SUBDIR
+    for path in docs_dir.rglob("*"):
+        if path.suffix in (".html", ".css") and vendored not in path.parents:
+            text = path.read_text(encoding="utf-8")
+            rewritten = _rewrite(text, path, docs_dir, local)
+            if rewritten != text:
+                path.write_text(rewritten, encoding="utf-8")
+
+
+def _rewrite(text: str, page: Path, docs_dir: Path, local: dict[str, Path]) -> str:
+    def reference(url: str, *, anchor: bool) -> str | None:
+        """The local URL for `url`, `url` itself when it needs none, None to drop it."""
+        if _REMOTE.match(url):
+            target = _local_target(url, local)
+            if target is None:
+                if not anchor:
+                    log.warning("Data Docs: dropped remote asset %s from %s", url, page)
+                return None
+            return os.path.relpath(docs_dir / target, page.parent)
+        return _repaired(url, page, docs_dir)
+
+    def tag(match: re.Match) -> str:
+        anchor = match["name"].lower() == "a"
+
+        def attribute(attr: re.Match) -> str:
+            url = reference(attr["url"], anchor=anchor)
+            if url is None:
+                return ""
+            return f' {attr["attr"]}={attr["quote"]}{url}{attr["quote"]}'
+
+        rewritten = _LINK_ATTRIBUTE.sub(attribute, match.group())
+        return _SRI_ATTRIBUTE.sub("", rewritten) if rewritten != match.group() else rewritten
+
+    def css_url(match: re.Match) -> str:
+        url = reference(match["url"], anchor=False)
+        return "none" if url is None else f'url({match["quote"]}{url}{match["quote"]})'
+
+    return _CSS_URL.sub(css_url, _TAG.sub(tag, text))
+
+
+def _local_target(url: str, local: dict[str, Path]) -> Path | None:
+    url = url.strip()
+    if url.startswith("//"):
+        url = "https:" + url
+    if url in local:
+        return local[url]
+    if GX_IMAGES_HOST in url:  # GX's logos (light and dark): the light one it ships
+        return GX_LOGO
+    return None
+
+
+def _repaired(url: str, page: Path, docs_dir: Path) -> str:
+    """GX gets the depth of some `static/` links wrong (the favicon on result pages)."""
+    if url.startswith(("#", "data:", "/")) or "static/" not in url:
+        return url
+    path = url.split("#")[0].split("?")[0]
+    if (page.parent / path).exists():
+        return url
+    target = docs_dir / path[path.index("static/"):]
+    return os.path.relpath(target, page.parent) if target.exists() else url
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # the base class names it `format`
+        log.debug("reports server: " + format, *args)
+
+
+def serve(reports_dir: Path, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    """Serve `reports_dir` on 127.0.0.1 from a daemon thread; returns (server, Data Docs URL).
+
+    `port` 0 picks a free port. Stop it with `server.shutdown()`.
+    """
+    handler = functools.partial(_QuietHandler, directory=str(reports_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, name="leadnorm-reports", daemon=True).start()
+    host, bound_port = server.server_address[:2]
+    return server, f"http://{host}:{bound_port}/data_docs/index.html"

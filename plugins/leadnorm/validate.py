@@ -1,0 +1,214 @@
+"""The quality gate between normalize and load: nothing is written unless the frames pass it.
+
+The rules live as reviewable JSON suites under `expectations/` (one per collection, one for
+the nested source leads); this module only prepares the frames and runs them through Great
+Expectations. Each expectation carries GX's own `severity`: a failed `critical` one fails
+the gate, a failed `warning` one is reported only. Every run also writes Data Docs (see
+`leadnorm.datadocs`). GX stays behind `run_gate` and runs in memory, so callers deal with
+frames in and a `GateResult` out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import great_expectations as gx
+import pandas as pd
+from bson import ObjectId
+from great_expectations.core.run_identifier import RunIdentifier
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+
+from leadnorm import config, datadocs
+from leadnorm.schema import COLLECTIONS
+
+SUITES_DIR = config.PROJECT_ROOT / "expectations"
+SOURCE_SUITE = "nested_leads"  # the suite for the `source` frame: one row per nested lead
+RESOLVES_SUFFIX = "__resolves"  # helper column: the reference is absent or found in its target
+RESULT_FORMAT = {"result_format": "SUMMARY"}  # counts plus up to 20 sample values per expectation
+
+
+class GateFailed(config.LeadnormError):
+    """A critical expectation failed; the message is `GateResult.summary()`."""
+
+
+class Finding(NamedTuple):
+    """One failed expectation. `column` and `unexpected_count` are None for table-level ones."""
+
+    suite: str
+    expectation: str
+    column: str | None
+    unexpected_count: int | None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool  # no critical expectation failed
+    failures: list[Finding]  # failed critical expectations
+    warnings: list[Finding]  # failed warning expectations
+    docs_index: Path  # Data Docs of this run
+
+    def summary(self) -> str:
+        """One paragraph for logs and exceptions: the verdict, what failed and how often."""
+        verdict = "Quality gate passed." if self.passed else (
+            f"Quality gate FAILED: {len(self.failures)} critical expectation(s) failed: "
+            f"{_describe(self.failures)}.")
+        warned = (f"{len(self.warnings)} warning(s): {_describe(self.warnings)}."
+                  if self.warnings else "No warnings.")
+        return f"{verdict} {warned} Data Docs: {self.docs_index}"
+
+    def raise_if_failed(self) -> None:
+        if not self.passed:
+            raise GateFailed(self.summary())
+
+
+def _describe(findings: list[Finding]) -> str:
+    def one(finding: Finding) -> str:
+        where = f"{finding.suite}.{finding.column}" if finding.column else finding.suite
+        count = ("" if finding.unexpected_count is None
+                 else f" ({finding.unexpected_count} unexpected)")
+        return f"{where} {finding.expectation}{count}"
+
+    return "; ".join(one(finding) for finding in findings)
+
+
+def run_gate(frames: dict[str, pd.DataFrame], source: pd.DataFrame, *,
+             reports_dir: Path | None = None, run_name: str = "leadnorm") -> GateResult:
+    """Validate the nine normalized frames and the source outcomes; write Data Docs.
+
+    `frames` maps each collection of `schema.COLLECTIONS` to its frame; `source` has one
+    row per nested source lead (`_id`, `outcome`, `reject_reason`). Data Docs go to
+    `<reports_dir>/data_docs/` (default `config.reports_dir()`).
+    """
+    docs_dir = Path(reports_dir or config.reports_dir()) / "data_docs"
+    suites = suite_definitions()
+    batches = validation_frames(frames, source)
+    context = _context(docs_dir)
+    results = _validate(context, suites, batches, reconciliation_parameters(source), run_name)
+
+    failures, warnings = [], []
+    for result in results.values():
+        for expectation in result.results:
+            if not expectation.success:
+                critical = expectation.expectation_config.severity == "critical"  # a str enum
+                (failures if critical else warnings).append(_finding(result.suite_name, expectation))
+    personal = {name: suite.get("meta", {}).get("personal_data_columns", [])
+                for name, suite in suites.items()}
+    docs_index = datadocs.publish(context, results, personal, docs_dir)
+    return GateResult(not failures, failures, warnings, docs_index)
+
+
+def suite_definitions(directory: Path = SUITES_DIR) -> dict[str, dict]:
+    """The suites as written in `expectations/*.json`, by name (file stem)."""
+    suites = {}
+    for path in sorted(directory.glob("*.json")):
+        suite = json.loads(path.read_text(encoding="utf-8"))
+        if suite.get("name") != path.stem:
+            raise ValueError(f"{path}: suite name {suite.get('name')!r} differs from its file name")
+        suites[path.stem] = suite
+    missing = {*COLLECTIONS, SOURCE_SUITE} - suites.keys()
+    if missing:
+        raise ValueError(f"{directory}: no suite for {', '.join(sorted(missing))}")
+    return suites
+
+
+def reconciliation_parameters(source: pd.DataFrame) -> dict[str, int]:
+    """Suite parameters (`$PARAMETER`) that tie the row counts to the source outcomes."""
+    outcomes = source["outcome"].value_counts() if "outcome" in source else pd.Series(dtype=int)
+    migrated, rejected = int(outcomes.get("migrated", 0)), int(outcomes.get("rejected", 0))
+    return {"migrated_count": migrated, "migrated_plus_rejected": migrated + rejected}
+
+
+def validation_frames(frames: dict[str, pd.DataFrame], source: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The frames as GX sees them: ids as text, plus one `<ref>__resolves` column per reference.
+
+    GX validates one frame at a time, so whether a reference finds its target is worked
+    out here. An ObjectId becomes its hex string and any other non-null id `<type>:<value>`,
+    so that a string id neither matches the ObjectId pattern nor resolves to an ObjectId.
+    A missing frame or column is left missing: the suites then report it.
+    """
+    batches = {name: frames.get(name, pd.DataFrame()).copy(deep=False) for name in COLLECTIONS}
+    batches[SOURCE_SUITE] = source.copy(deep=False)
+    for name, batch in batches.items():
+        id_columns = ["_id", *COLLECTIONS[name].references] if name in COLLECTIONS else ["_id"]
+        if name == "leads":
+            id_columns.append("legacy_lead_id")
+        for column in id_columns:
+            if column in batch:
+                batch[column] = _id_texts(batch[column])
+
+    known_ids = {name: set(batches[name]["_id"].dropna()) if "_id" in batches[name] else set()
+                 for name in COLLECTIONS}
+    for name, collection in COLLECTIONS.items():
+        batch = batches[name]
+        for column, target in collection.references.items():
+            if column in batch:
+                batch[column + RESOLVES_SUFFIX] = _resolves(batch[column], known_ids[target])
+
+    leads, nested = batches["leads"], batches[SOURCE_SUITE]
+    if "legacy_lead_id" in leads and {"_id", "outcome"} <= set(nested.columns):
+        migrated = set(nested.loc[nested["outcome"] == "migrated", "_id"].dropna())
+        leads["legacy_lead_id" + RESOLVES_SUFFIX] = leads["legacy_lead_id"].isin(migrated)
+    return batches
+
+
+def _id_texts(ids: pd.Series) -> pd.Series:
+    def text(value):
+        if type(value) is ObjectId:  # nearly always: checked first
+            return str(value)
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return None
+        return f"{type(value).__name__}:{value}"
+
+    return pd.Series([text(value) for value in ids], index=ids.index, dtype=object)
+
+
+def _resolves(references: pd.Series, targets: set[str]) -> pd.Series:
+    return references.isna() | references.isin(targets)
+
+
+def _finding(suite_name: str, expectation) -> Finding:
+    kwargs = expectation.expectation_config.kwargs
+    column = kwargs.get("column") or (",".join(kwargs["column_list"]) if "column_list" in kwargs else None)
+    count = (expectation.result or {}).get("unexpected_count")
+    return Finding(suite_name, expectation.expectation_config.type, column,
+                   None if count is None else int(count))
+
+
+def _context(docs_dir: Path):
+    """An in-memory GX context whose only output is the Data Docs site in `docs_dir`."""
+    return gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        data_docs_sites=datadocs.site_config(docs_dir),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    ))
+
+
+def _validate(context, suites: dict[str, dict], batches: dict[str, pd.DataFrame],
+              parameters: dict[str, int], run_name: str) -> dict:
+    """Run every suite on its frame, one checkpoint each; results by their store key."""
+    data_source = context.data_sources.add_pandas("leadnorm")
+    run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))
+    results = {}
+    for name, definition in suites.items():
+        suite = gx.ExpectationSuite(**definition)
+        if len(suite.expectations) != len(definition["expectations"]):  # GX logs and drops bad ones
+            raise ValueError(f"suite {name}: some expectations are invalid (see the log above)")
+        suite = context.suites.add(suite)
+        batch_definition = data_source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(name=name, validation_definitions=[validation], result_format=RESULT_FORMAT))
+        outcome = checkpoint.run(batch_parameters={"dataframe": batches[name]},
+                                 expectation_parameters=parameters, run_id=run_id)
+        results.update(outcome.run_results)
+    return results

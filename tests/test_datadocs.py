@@ -1,0 +1,116 @@
+"""Data Docs: self-contained (no remote asset left anywhere) and free of personal data.
+
+One gate run over frames broken on purpose with personal data in the failing values
+provides the docs that every test here reads.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from leadnorm import datadocs
+from leadnorm.validate import run_gate
+from test_validate import PERSON_NAMES, valid_frames
+
+EMAIL_LIKE = re.compile(r"[^\s@<>\"]+@[^\s@<>\"]+\.[a-z]{2,}")
+# A reference the browser would fetch (or a link it would follow) off this machine.
+REMOTE_REFERENCE = re.compile(
+    r"""(?:\b(?:src|href|srcset|action|poster)\s*=\s*\\?["']?\s*"""  # an attribute
+    r"""|url\(\s*["']?\s*|@import\s+(?:url\()?\s*["']?\s*)"""  # CSS
+    r"""(?:https?:)?//""", re.IGNORECASE)
+LOCAL_REFERENCE = re.compile(
+    r"""\s(?:src|href)\s*=\s*["'](?P<url>[^"'#][^"']*)["']|url\(\s*["']?(?P<css>[^"')]+)""")
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory) -> Path:
+    reports = tmp_path_factory.mktemp("datadocs") / "reports"
+    frames, source = valid_frames()
+    personas, leads = frames["personas"], frames["leads"]
+    personas.loc[0, "email"] = f"  {personas.loc[0, 'email'].upper()} "  # not normalized
+    personas.loc[1, "email"] = personas.loc[2, "email"]  # duplicate
+    personas.loc[3, "email"] = PERSON_NAMES[3]  # a name where the email belongs
+    personas.loc[4, "linkedin_url"] = "https://www.linkedin.com/in/Esme-Takahashi/"
+    leads.loc[1, "email"] = f"{PERSON_NAMES[1]} <bram@example.com>"
+    frames["companies"].loc[0, "domain"] = "ceo@company-1.io"  # an email in a column with no person in it
+    result = run_gate(frames, source, reports_dir=reports, run_name="pii")
+    failed = {(finding.suite, finding.column) for finding in result.failures}
+    assert {("personas", "email"), ("personas", "linkedin_url"), ("leads", "email"),
+            ("companies", "domain")} <= failed, result.summary()
+    return reports / "data_docs"
+
+
+def _text_files(docs: Path):
+    return [path for path in docs.rglob("*") if path.suffix in (".html", ".css", ".js", ".json", ".svg")]
+
+
+def test_no_remote_asset_reference_anywhere(docs):
+    files = _text_files(docs)
+    assert any(path.suffix == ".js" for path in files)  # the vendored scripts are checked too
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert not REMOTE_REFERENCE.search(text), f"{path}: {REMOTE_REFERENCE.search(text).group()}"
+
+
+def test_every_local_reference_exists(docs):
+    """Offline also means complete: each script, style, font and image is there."""
+    for path in docs.rglob("*"):
+        if path.suffix not in (".html", ".css"):
+            continue
+        for match in LOCAL_REFERENCE.finditer(path.read_text(encoding="utf-8")):
+            url = (match["url"] or match["css"]).strip()
+            if url.startswith(("data:", "#")):
+                continue
+            target = (path.parent / url.split("?")[0].split("#")[0]).resolve()
+            assert target.exists(), f"{path.relative_to(docs)} -> {url}"
+
+
+def test_no_personal_data_in_the_docs(docs):
+    pages = 0
+    for path in _text_files(docs):
+        if "vendor" not in path.parts:
+            text = path.read_text(encoding="utf-8")
+            assert not EMAIL_LIKE.search(text), f"{path}: {EMAIL_LIKE.search(text).group()}"
+            for name in PERSON_NAMES:
+                assert name.lower() not in text.lower(), f"{path}: {name}"
+            assert "linkedin.com/in" not in text.lower(), path
+            pages += path.suffix == ".html"
+    assert pages >= 21  # index, ten suites, ten results
+    personas_page = next((docs / "validations" / "personas").rglob("*.html")).read_text(encoding="utf-8")
+    assert "masked:" in personas_page  # the failing values are still shown, masked
+
+
+def test_masking_keeps_duplicates_recognisable():
+    expectation = SimpleNamespace(
+        expectation_config=SimpleNamespace(kwargs={"column": "email"}),
+        result={"partial_unexpected_list": ["a@x.io", "a@x.io", "b@x.io"], "unexpected_count": 3},
+        exception_info={"exception_message": None})
+    datadocs.mask_personal_data(SimpleNamespace(results=[expectation]), ["email"], key=b"k")
+    masked = expectation.result["partial_unexpected_list"]
+    assert masked[0] == masked[1] != masked[2]
+    assert all(value.startswith("masked:") for value in masked)
+    assert expectation.result["unexpected_count"] == 3
+
+
+def test_make_offline_is_idempotent(docs):
+    before = {path: path.read_bytes() for path in docs.rglob("*.html")}
+    datadocs.make_offline(docs)
+    assert {path: path.read_bytes() for path in docs.rglob("*.html")} == before
+
+
+def test_serve_answers_on_loopback_only(docs):
+    server, url = datadocs.serve(docs.parent)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/data_docs/index.html")
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+            assert b"Data Docs" in response.read()
+    finally:
+        server.shutdown()
+        server.server_close()
