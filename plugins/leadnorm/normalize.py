@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from leadnorm.resolve import Normalized, resolve
-from leadnorm.split import Mentions, split_batch
+from leadnorm.split import Mentions, split_batch, split_documents
 
 
 def normalize(source: pd.DataFrame) -> Normalized:
@@ -20,5 +20,5 @@ def normalize(source: pd.DataFrame) -> Normalized:
 
 
 def normalize_batches(sources: Iterable[pd.DataFrame]) -> Normalized:
-    """The same over many batches: identical result, whatever the batching."""
-    return resolve(Mentions.concat([split_batch(source) for source in sources]))
+    """The same over many batches: identical result, whatever the batching (none at all included)."""
+    return resolve(Mentions.concat([split_documents([]), *(split_batch(source) for source in sources)]))

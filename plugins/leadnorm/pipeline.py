@@ -25,9 +25,9 @@ from leadnorm.config import SOURCE_COLLECTION, backups_dir, staging_dir
 from leadnorm.load import load_collection
 from leadnorm.mark import mark_migrated, write_rejects
 from leadnorm.progress import Progress
-from leadnorm.resolve import Normalized, resolve
+from leadnorm.normalize import normalize_batches
+from leadnorm.resolve import Normalized
 from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
-from leadnorm.split import Mentions, split_batch, split_documents
 from leadnorm.verify import VerifyReport, verify
 
 log = logging.getLogger("leadnorm")
@@ -85,12 +85,14 @@ def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_S
 def normalize_step(run: RunFolder) -> dict:
     """Split every staged batch, resolve them together, stage the frames; returns the counts."""
     progress = Progress("normalize", None)
-    parts = [split_documents([])]
-    for path in sorted(run.batches.glob("batch-*.bson")):
-        source = extract.read_batch(path)
-        parts.append(split_batch(source))
-        progress.advance(len(source))
-    return save_normalized(run, resolve(Mentions.concat(parts)))
+
+    def batches():
+        for path in sorted(run.batches.glob("batch-*.bson")):
+            source = extract.read_batch(path)
+            yield source
+            progress.advance(len(source))
+
+    return save_normalized(run, normalize_batches(batches()))
 
 
 def save_normalized(run: RunFolder, normalized: Normalized) -> dict:

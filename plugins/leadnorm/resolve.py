@@ -73,13 +73,16 @@ def _with_defaults(frame: pd.DataFrame, optional: set[str]) -> pd.DataFrame:
 
 def company_keys(mentions: pd.DataFrame) -> pd.Series:
     """Identity of each company mention: its domain, else a domain company bearing its name
-    (the smallest domain where several do), else its name."""
+    (the smallest domain where several do), else its name; a profile with neither is a
+    company of its own lead's, so its data is not lost."""
     domain = mentions["domain"]
     has_domain = domain.notna()
     named = mentions.loc[has_domain & mentions["name_key"].notna()]
     domain_by_name = named.groupby("name_key")["domain"].min()
-    joined = mentions["name_key"].map(domain_by_name)
-    key = pd.Series("name:" + mentions["name_key"].astype(object).fillna(""), index=mentions.index)
+    joined = mentions["name_key"].map(domain_by_name).astype(object)
+    key = pd.Series([f"name:{name}" if isinstance(name, str) else f"lead:{legacy!r}"
+                     for name, legacy in zip(mentions["name_key"], mentions["legacy_lead_id"])],
+                    index=mentions.index, dtype=object)
     key[joined.notna()] = "domain:" + joined[joined.notna()]
     key[has_domain] = "domain:" + domain[has_domain]
     return key
@@ -118,7 +121,7 @@ def persona_keys(mentions: pd.DataFrame) -> pd.Series:
     identified = key.notna()
     named = pd.DataFrame({"name_key": mentions["name_key"], "key": key}).loc[identified]
     key_by_name = named.dropna().groupby("name_key")["key"].min()
-    joined = mentions["name_key"].map(key_by_name)
+    joined = mentions["name_key"].map(key_by_name).astype(object)
     name_only = ~identified & joined.notna()
     key[name_only] = joined[name_only]
     alone = key.isna()

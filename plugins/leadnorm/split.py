@@ -88,13 +88,16 @@ def _or_none(mapping: dict) -> dict | None:
     return mapping or None
 
 
-def _headquarters(value, warnings: Warnings) -> str | None:
-    """One text: a string stays, {city, region, country} joins its parts with ", "."""
+HEADQUARTERS_PARTS = ("city", "region", "country")
+
+
+def _headquarters(value, warnings: Warnings) -> tuple[str | None, dict]:
+    """One text: a string stays, {city, region, country} joins its parts with ", ";
+    returns the object's other parts too, which are kept under `extra`."""
     if isinstance(value, dict):
-        parts = [read_text(value.get(k), "companies.headquarters", warnings)
-                 for k in ("city", "region", "country")]
-        return ", ".join(p for p in parts if p) or None
-    return read_text(value, "companies.headquarters", warnings)
+        parts = [read_text(value.get(k), "companies.headquarters", warnings) for k in HEADQUARTERS_PARTS]
+        return ", ".join(p for p in parts if p) or None, unknown_fields(value, set(HEADQUARTERS_PARTS))
+    return read_text(value, "companies.headquarters", warnings), {}
 
 
 class _Batch:
@@ -121,8 +124,8 @@ class _Batch:
             return
 
         w = self.warnings
-        research = doc.get("research") if isinstance(doc.get("research"), dict) else None
-        icp = doc.get("icp") if isinstance(doc.get("icp"), dict) else None
+        research = read_object(doc.get("research"), "research_runs", w) or None
+        icp = read_object(doc.get("icp"), "icp_scores", w) or None
         meta = read_object(research.get("ResearchMeta"), "research_runs.research_meta", w) if research else {}
 
         created = read_datetime(doc.get("created_at"), "leads.created_at", w)
@@ -165,8 +168,12 @@ class _Batch:
             read_text(lead_input.get("company"), "companies.name", w)
         domain = normalize_domain(profile.get("domain"), "companies.domain", w) or \
             normalize_domain(profile.get("website"), "companies.website", Warnings())
-        if name is None and domain is None:
+        if name is None and domain is None and not profile:
             return
+        headquarters, headquarters_extra = _headquarters(profile.get("headquarters"), w)
+        extra = unknown_fields(profile, COMPANY_FIELDS)
+        if headquarters_extra:
+            extra["headquarters"] = headquarters_extra
         self.rows["company_mentions"].append({
             "legacy_lead_id": legacy, "recency": recency, "domain": domain, "name_key": name_key(name),
             "name": name,
@@ -175,14 +182,14 @@ class _Batch:
             "company_size": read_text(profile.get("company_size"), "companies.company_size", w),
             "employee_count": read_number(profile.get("employee_count"), "companies.employee_count", w,
                                           lo=0, integer=True),
-            "headquarters": _headquarters(profile.get("headquarters"), w),
+            "headquarters": headquarters,
             "founded_year": read_number(profile.get("founded_year"), "companies.founded_year", w,
                                         lo=1600, hi=2100, integer=True),
             "description": read_text(profile.get("description"), "companies.description", w),
             "funding_stage": read_text(profile.get("funding_stage"), "companies.funding_stage", w),
             "annual_revenue": read_text(profile.get("annual_revenue"), "companies.annual_revenue", w),
             "linkedin_url": normalize_linkedin(profile.get("linkedin_url"), "companies.linkedin_url", w),
-            "extra": _or_none(unknown_fields(profile, COMPANY_FIELDS)),
+            "extra": _or_none(extra),
         })
         for tech in read_list(profile.get("technographics"), "technographics", w):
             tech = {"name": tech} if isinstance(tech, str) else tech
