@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# airflow standalone starts its components as `airflow …` subprocesses: they must find the venv's.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
