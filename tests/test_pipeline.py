@@ -135,6 +135,14 @@ def test_backup_holds_the_source_byte_for_byte_and_restores(seeded, tmp_path):
     assert raw_documents(seeded.leads) == original
 
 
+def test_a_rerun_of_the_same_run_keeps_its_first_backup(seeded, tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    first = pipeline.backup_step(seeded, folder, tmp_path / "backups")
+    seeded.leads.update_many({}, {"$set": {"touched": True}})
+    assert pipeline.backup_step(seeded, folder, tmp_path / "backups") == first
+    assert len(list((tmp_path / "backups").iterdir())) == 1
+
+
 def test_killed_run_rerun_ends_like_an_uninterrupted_one(mongo_uri, tmp_path, monkeypatch):
     from leadnorm.mongo import connect
 

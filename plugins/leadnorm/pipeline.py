@@ -69,6 +69,10 @@ def _saved(run: RunFolder, name: str) -> dict | None:
 
 
 def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) -> Path:
+    """Once per run: a rerun of the run keeps its first backup, taken before any of its writes."""
+    taken = _saved(run, "backup")
+    if taken and Path(taken["folder"]).exists():
+        return Path(taken["folder"])
     folder = backup(db, backup_dir or backups_dir(), BACKED_UP)
     log.info("backup: %s", folder)
     _save(run, "backup", {"folder": str(folder)})
@@ -79,12 +83,13 @@ def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_S
     """Stage the nested leads as BSON batch files; returns how many there are."""
     progress = Progress("extract", extract.count_nested_leads(db))
     paths = extract.write_batches(db, run.batches, batch_size, progress)
+    _save(run, "extract", {"documents": progress.done, "batches": len(paths)})
     return len(paths)
 
 
 def normalize_step(run: RunFolder) -> dict:
     """Split every staged batch, resolve them together, stage the frames; returns the counts."""
-    progress = Progress("normalize", None)
+    progress = Progress("normalize", _saved(run, "extract")["documents"])
 
     def batches():
         for path in sorted(run.batches.glob("batch-*.bson")):
