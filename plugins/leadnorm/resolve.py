@@ -71,15 +71,20 @@ def _with_defaults(frame: pd.DataFrame, optional: set[str]) -> pd.DataFrame:
     return out
 
 
+def _smallest_by(frame: pd.DataFrame, by: str, value: str) -> pd.Series:
+    """The smallest `value` per `by` (a vectorized groupby-min for text columns)."""
+    first = frame.sort_values([by, value]).drop_duplicates(by)
+    return pd.Series(first[value].values, index=first[by].values)
+
+
 def company_keys(mentions: pd.DataFrame) -> pd.Series:
     """Identity of each company mention: its domain, else a domain company bearing its name
     (the smallest domain where several do), else its name; a profile with neither is a
     company of its own lead's, so its data is not lost."""
     domain = mentions["domain"]
     has_domain = domain.notna()
-    named = mentions.loc[has_domain & mentions["name_key"].notna()]
-    domain_by_name = named.groupby("name_key")["domain"].min()
-    joined = mentions["name_key"].map(domain_by_name).astype(object)
+    named = mentions.loc[has_domain & mentions["name_key"].notna(), ["name_key", "domain"]]
+    joined = mentions["name_key"].map(_smallest_by(named, "name_key", "domain")).astype(object)
     key = pd.Series([f"name:{name}" if isinstance(name, str) else f"lead:{legacy!r}"
                      for name, legacy in zip(mentions["name_key"], mentions["legacy_lead_id"])],
                     index=mentions.index, dtype=object)
@@ -119,9 +124,8 @@ def persona_keys(mentions: pd.DataFrame) -> pd.Series:
     key = pd.Series([find(nodes[0]) if nodes else None for nodes in identifiers],
                     index=mentions.index, dtype=object)
     identified = key.notna()
-    named = pd.DataFrame({"name_key": mentions["name_key"], "key": key}).loc[identified]
-    key_by_name = named.dropna().groupby("name_key")["key"].min()
-    joined = mentions["name_key"].map(key_by_name).astype(object)
+    named = pd.DataFrame({"name_key": mentions["name_key"], "key": key}).loc[identified].dropna()
+    joined = mentions["name_key"].map(_smallest_by(named, "name_key", "key")).astype(object)
     name_only = ~identified & joined.notna()
     key[name_only] = joined[name_only]
     alone = key.isna()
