@@ -12,6 +12,8 @@ import re
 from collections import Counter
 from datetime import datetime, timezone
 
+from bson.decimal128 import Decimal128
+
 from leadnorm.schema import FIT_TIERS, LEVELS
 
 
@@ -50,9 +52,12 @@ def name_key(value) -> str | None:
     return value.strip().casefold()
 
 
+# The normalized forms, exactly as the expectation suites check them (tests hold the two
+# together): a value the gate would refuse is unreadable here, so it never blocks a load.
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
-_DOMAIN = re.compile(r"^[^\s./@:]+(\.[^\s./@:]+)+$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DOMAIN = re.compile(r"^[a-z0-9\u00c0-\uffff-]+(?:\.[a-z0-9\u00c0-\uffff-]+)+$")
+_EMAIL = re.compile(r"^[^@\sA-Z]+@[^@\sA-Z]+\.[^@\sA-Z.]+$")
+_LINKEDIN = re.compile(r"^[^\sA-Z/?#:]+(?:/[^\sA-Z/?#]+)*$")
 
 
 def normalize_domain(value, target: str, warnings: Warnings) -> str | None:
@@ -63,7 +68,7 @@ def normalize_domain(value, target: str, warnings: Warnings) -> str | None:
     host = _SCHEME.sub("", text.lower()).lstrip("/")
     host = re.split(r"[/?#]", host, maxsplit=1)[0]
     host = host.rsplit("@", 1)[-1].split(":", 1)[0].strip().rstrip(".")
-    if host.startswith("www."):
+    while host.startswith("www."):
         host = host[4:]
     if not _DOMAIN.match(host):
         warnings.unreadable(target)
@@ -89,9 +94,9 @@ def normalize_linkedin(value, target: str, warnings: Warnings) -> str | None:
         return None
     url = _SCHEME.sub("", text.lower()).lstrip("/")
     url = re.split(r"[?#]", url, maxsplit=1)[0].rstrip("/")
-    if url.startswith("www."):
+    while url.startswith("www."):
         url = url[4:]
-    if not url or " " in url:
+    if not _LINKEDIN.match(url):
         warnings.unreadable(target)
         return None
     return url
@@ -103,6 +108,8 @@ def read_number(value, target: str, warnings: Warnings, *, lo: float | None = No
     if is_blank(value):
         return None
     number = None
+    if isinstance(value, Decimal128):
+        value = float(value.to_decimal())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
 
 from leadnorm.clean import (
     Warnings, is_blank, name_key, normalize_domain, normalize_email, normalize_linkedin,
@@ -175,6 +177,8 @@ def test_normalize_linkedin_unreadable(value):
     (100, 100.0),
     ("100", 100.0),
     ("1e1", 10.0),
+    (Decimal128("82.5"), 82.5),
+    (Int64(82), 82.0),
 ], ids=repr)
 def test_read_number_score(value, expected):
     number, warnings = read(read_number, value, "icp_scores.icp_score", lo=0, hi=100)
