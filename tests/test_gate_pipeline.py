@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leadnorm import cli, pipeline
+from leadnorm import cli, normalize, pipeline
 from leadnorm.resolve import resolve as real_resolve
 from leadnorm.schema import COLLECTIONS
 from leadnorm.seed import seed_leads
@@ -25,7 +25,7 @@ def broken_resolve(mentions):
 @pytest.fixture
 def broken(db, monkeypatch, tmp_path):
     seed_leads(db, 300, seed=9)
-    monkeypatch.setattr(pipeline, "resolve", broken_resolve)
+    monkeypatch.setattr(normalize, "resolve", broken_resolve)
     monkeypatch.setenv("LEADNORM_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("LEADNORM_STAGING_DIR", str(tmp_path / "staging"))
     return db

@@ -85,9 +85,9 @@ def test_second_run_writes_nothing_and_keeps_every_id(seeded, tmp_path):
     folder, report = run(seeded, tmp_path, "second")
     assert report.ok
     for name in COLLECTIONS:
-        saved = pipeline._saved(folder, f"load-{name}")
+        saved = pipeline.read_result(folder, f"load-{name}")
         assert saved["inserted"] == saved["replaced"] == 0 and saved["unchanged"] > 0, name
-    assert pipeline._saved(folder, "mark")["marked"] == 0
+    assert pipeline.read_result(folder, "mark")["marked"] == 0
     assert snapshot(seeded) == before
 
 
@@ -97,7 +97,7 @@ def test_dry_run_writes_nothing(seeded, tmp_path):
     assert report is None
     assert snapshot(seeded) == before
     assert not (tmp_path / "backups").exists()
-    assert pipeline._saved(folder, "load-leads")["inserted"] > 0  # what it would write
+    assert pipeline.read_result(folder, "load-leads")["inserted"] > 0  # what it would write
 
 
 def test_batch_size_does_not_change_the_result(mongo_uri, tmp_path):

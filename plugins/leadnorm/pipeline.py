@@ -24,8 +24,8 @@ from leadnorm.clean import Warnings
 from leadnorm.config import SOURCE_COLLECTION, backups_dir, staging_dir
 from leadnorm.load import load_collection
 from leadnorm.mark import mark_migrated, write_rejects
-from leadnorm.progress import Progress
 from leadnorm.normalize import normalize_batches
+from leadnorm.progress import Progress
 from leadnorm.resolve import Normalized
 from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
 from leadnorm.verify import VerifyReport, verify
@@ -56,26 +56,27 @@ class RunFolder:
 
 
 
-def _save(run: RunFolder, name: str, result: dict) -> dict:
+def write_result(run: RunFolder, name: str, result: dict) -> dict:
+    """Record what a step did in the run folder: the summary and later tasks read it back."""
     path = run.root / "results" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
-def _saved(run: RunFolder, name: str) -> dict | None:
+def read_result(run: RunFolder, name: str) -> dict | None:
     path = run.root / "results" / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) -> Path:
     """Once per run: a rerun of the run keeps its first backup, taken before any of its writes."""
-    taken = _saved(run, "backup")
+    taken = read_result(run, "backup")
     if taken and Path(taken["folder"]).exists():
         return Path(taken["folder"])
     folder = backup(db, backup_dir or backups_dir(), BACKED_UP)
     log.info("backup: %s", folder)
-    _save(run, "backup", {"folder": str(folder)})
+    write_result(run, "backup", {"folder": str(folder)})
     return folder
 
 
@@ -83,13 +84,13 @@ def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_S
     """Stage the nested leads as BSON batch files; returns how many there are."""
     progress = Progress("extract", extract.count_nested_leads(db))
     paths = extract.write_batches(db, run.batches, batch_size, progress)
-    _save(run, "extract", {"documents": progress.done, "batches": len(paths)})
+    write_result(run, "extract", {"documents": progress.done, "batches": len(paths)})
     return len(paths)
 
 
 def normalize_step(run: RunFolder) -> dict:
     """Split every staged batch, resolve them together, stage the frames; returns the counts."""
-    progress = Progress("normalize", _saved(run, "extract")["documents"])
+    progress = Progress("normalize", read_result(run, "extract")["documents"])
 
     def batches():
         for path in sorted(run.batches.glob("batch-*.bson")):
@@ -105,7 +106,7 @@ def save_normalized(run: RunFolder, normalized: Normalized) -> dict:
     for name, frame in {**normalized.frames, "outcomes": normalized.outcomes}.items():
         frame.to_pickle(run.frame(name))
     rejects = normalized.rejects
-    return _save(run, "normalize", {
+    return write_result(run, "normalize", {
         "nested": len(normalized.outcomes),
         "migrated": len(normalized.outcomes) - len(rejects),
         "rejected": len(rejects),
@@ -117,22 +118,21 @@ def save_normalized(run: RunFolder, normalized: Normalized) -> dict:
 
 def read_normalized(run: RunFolder) -> Normalized:
     frames = {name: pd.read_pickle(run.frame(name)) for name in COLLECTIONS}
-    warnings = Warnings(_saved(run, "normalize")["warnings"])
+    warnings = Warnings(read_result(run, "normalize")["warnings"])
     return Normalized(frames, pd.read_pickle(run.frame("outcomes")), warnings)
 
 
 def validate_step(run: RunFolder) -> dict:
     """The Great Expectations gate: raises before any write when a critical expectation fails."""
-    from leadnorm.validate import GateFailed, run_gate
+    from leadnorm.validate import run_gate
 
     normalized = read_normalized(run)
     result = run_gate(normalized.frames, normalized.outcomes, run_name=run.root.name)
     log.info("validation %s; Data Docs: %s", "passed" if result.passed else "FAILED", result.docs_index)
-    _save(run, "validate", {"passed": result.passed, "docs_index": str(result.docs_index),
+    write_result(run, "validate", {"passed": result.passed, "docs_index": str(result.docs_index),
                             "failures": result.failures, "warnings": result.warnings})
-    if not result.passed:
-        raise GateFailed(result.summary())
-    return _saved(run, "validate")
+    result.raise_if_failed()
+    return read_result(run, "validate")
 
 
 def load_step(db: Database, run: RunFolder, collection: str, *, dry_run: bool = False,
@@ -144,7 +144,7 @@ def load_step(db: Database, run: RunFolder, collection: str, *, dry_run: bool = 
     result = load_collection(db, collection, frame, dry_run=dry_run, batch_size=batch_size)
     log.info("load %s: %d inserted, %d replaced, %d unchanged",
              collection, result.inserted, result.replaced, result.unchanged)
-    return _save(run, f"load-{collection}", result.as_dict())
+    return write_result(run, f"load-{collection}", result.as_dict())
 
 
 def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False,
@@ -152,29 +152,29 @@ def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False,
     normalized = read_normalized(run)
     result = mark_migrated(db, normalized.frames["leads"], dry_run=dry_run, batch_size=batch_size)
     result = write_rejects(db, normalized.rejects, result, dry_run=dry_run)
-    return _save(run, "mark", result.as_dict())
+    return write_result(run, "mark", result.as_dict())
 
 
 def verify_step(db: Database, run: RunFolder) -> VerifyReport:
     report = verify(db, read_normalized(run))
     log.info("%s", report.render())
-    _save(run, "verify", {"ok": report.ok, "text": report.render()})
+    write_result(run, "verify", {"ok": report.ok, "text": report.render()})
     return report
 
 
 def summary(run: RunFolder, dry_run: bool = False) -> str:
     """The run's table, from what its steps saved: the same text after the CLI or the DAG."""
-    n = _saved(run, "normalize")
+    n = read_result(run, "normalize")
     head = "DRY RUN: nothing written; the counts are what a run would write" if dry_run else "migration summary"
     lines = [head, f"{'collection':<24}{'rows':>9}{'written':>9}{'inserted':>10}{'replaced':>10}{'unchanged':>11}"]
     for name in COLLECTIONS:
-        r = _saved(run, f"load-{name}")
+        r = read_result(run, f"load-{name}")
         if r:
             lines.append(f"{name:<24}{n['rows'][name]:>9}{r['inserted'] + r['replaced']:>9}{r['inserted']:>10}"
                          f"{r['replaced']:>10}{r['unchanged']:>11}")
     lines.append(f"nested leads {n['nested']}: migrated {n['migrated']}, rejected {n['rejected']}")
     lines += [f"  rejected: {count} x {reason}" for reason, count in n["reject_reasons"].items()]
-    mark = _saved(run, "mark")
+    mark = read_result(run, "mark")
     if mark:
         lines.append(f"source leads marked _migrated: {mark['marked']} now, {mark['already_marked']} before; "
                      f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed")
@@ -182,10 +182,10 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
         lines.append("unreadable values (given their default), per field:")
         lines += [f"  {name:<40}{count:>8}" for name, count in n["warnings"].items()]
     for name, label in (("backup", "backup"), ("validate", "data docs")):
-        saved = _saved(run, name)
+        saved = read_result(run, name)
         if saved:
             lines.append(f"{label}: {saved.get('folder') or saved.get('docs_index')}")
-    verified = _saved(run, "verify")
+    verified = read_result(run, "verify")
     if verified:
         lines.append(verified["text"])
     return "\n".join(lines)
