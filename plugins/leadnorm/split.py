@@ -112,18 +112,21 @@ class _Batch:
     def add(self, doc: dict) -> None:
         legacy = doc["_id"]
         lead_input = doc.get("lead_input")
-        reason = None
+        identity = Warnings()  # counted only if the lead is migrated: a reject has its reason
+        name = email = None
         if not isinstance(lead_input, dict):
             reason = REJECT_NOT_OBJECT
-        elif read_text(lead_input.get("name"), "leads.name", Warnings()) is None and \
-                normalize_email(lead_input.get("email"), "leads.email", Warnings()) is None:
-            reason = REJECT_NO_IDENTITY
+        else:
+            name = read_text(lead_input.get("name"), "leads.name", identity)
+            email = normalize_email(lead_input.get("email"), "leads.email", identity)
+            reason = None if name or email else REJECT_NO_IDENTITY
         self.rows["outcomes"].append({"_id": legacy, "outcome": "rejected" if reason else "migrated",
                                       "reject_reason": reason})
         if reason:
             return
 
         w = self.warnings
+        w.update(identity)
         research = read_object(doc.get("research"), "research_runs", w) or None
         icp = read_object(doc.get("icp"), "icp_scores", w) or None
         meta = read_object(research.get("ResearchMeta"), "research_runs.research_meta", w) if research else {}
@@ -142,9 +145,9 @@ class _Batch:
             extra["lead_input"] = input_extra
         self.rows["leads"].append({
             "_id": new_id,
-            "name": read_text(lead_input.get("name"), "leads.name", w) or "",
+            "name": name or "",
             "title": read_text(lead_input.get("title"), "leads.title", w) or "",
-            "email": normalize_email(lead_input.get("email"), "leads.email", w) or "",
+            "email": email or "",
             "status": "icp_scored" if icp else "researched" if research else "uploaded",
             "legacy_lead_id": legacy,
             "created_at": created,
