@@ -15,6 +15,7 @@ from pymongo.database import Database
 
 from leadnorm.config import SOURCE_COLLECTION
 from leadnorm.extract import NESTED_LEAD
+from leadnorm.progress import Progress
 from leadnorm.schema import REJECTS_COLLECTION
 
 MIGRATED = "_migrated"
@@ -54,8 +55,10 @@ def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False,
             updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": {MIGRATED: True, MIGRATED_LEAD_ID: target}}))
     result.marked = len(updates)
     if not dry_run:
+        progress = Progress("mark", len(updates))
         for chunk in _chunks(updates, batch_size):
             db[SOURCE_COLLECTION].bulk_write(chunk, ordered=False)
+            progress.advance(len(chunk))
     return result
 
 
