@@ -60,46 +60,50 @@ _EMAIL = re.compile(r"^[^@\sA-Z]+@[^@\sA-Z]+\.[^@\sA-Z.]+$")
 _LINKEDIN = re.compile(r"^[^\sA-Z/?#:]+(?:/[^\sA-Z/?#]+)*$")
 
 
-def normalize_domain(value, target: str, warnings: Warnings) -> str | None:
-    """`https://www.Acme.io:443/about` -> `acme.io`: lower case, no scheme, www., path, port or trailing dot."""
+def _normalized(value, target: str, warnings: Warnings, form, pattern: re.Pattern) -> str | None:
+    """`form` of the lower-cased text, or unreadable unless it matches the suite's `pattern`."""
     text = read_text(value, target, warnings)
     if text is None:
         return None
-    host = _SCHEME.sub("", text.lower()).lstrip("/")
-    host = re.split(r"[/?#]", host, maxsplit=1)[0]
-    host = host.rsplit("@", 1)[-1].split(":", 1)[0].strip().rstrip(".")
-    while host.startswith("www."):
-        host = host[4:]
-    if not _DOMAIN.match(host):
+    normalized = form(text.lower())
+    if not pattern.match(normalized):
         warnings.unreadable(target)
         return None
+    return normalized
+
+
+def _without_scheme(url: str) -> str:
+    return _SCHEME.sub("", url).lstrip("/")
+
+
+def _without_www(host: str) -> str:
+    while host.startswith("www."):
+        host = host[4:]
     return host
 
 
+def _host(url: str) -> str:
+    host = re.split(r"[/?#]", _without_scheme(url), maxsplit=1)[0]
+    return _without_www(host.rsplit("@", 1)[-1].split(":", 1)[0].strip().rstrip("."))
+
+
+def _linkedin_path(url: str) -> str:
+    return _without_www(re.split(r"[?#]", _without_scheme(url), maxsplit=1)[0].rstrip("/"))
+
+
+def normalize_domain(value, target: str, warnings: Warnings) -> str | None:
+    """`https://www.Acme.io:443/about` -> `acme.io`: lower case, no scheme, www., path, port or trailing dot."""
+    return _normalized(value, target, warnings, _host, _DOMAIN)
+
+
 def normalize_email(value, target: str, warnings: Warnings) -> str | None:
-    text = read_text(value, target, warnings)
-    if text is None:
-        return None
-    email = text.lower()
-    if not _EMAIL.match(email):
-        warnings.unreadable(target)
-        return None
-    return email
+    """` Ann@Acme.IO ` -> `ann@acme.io`."""
+    return _normalized(value, target, warnings, str, _EMAIL)
 
 
 def normalize_linkedin(value, target: str, warnings: Warnings) -> str | None:
     """`HTTPS://www.LinkedIn.com/in/Jane/?trk=x` -> `linkedin.com/in/jane`."""
-    text = read_text(value, target, warnings)
-    if text is None:
-        return None
-    url = _SCHEME.sub("", text.lower()).lstrip("/")
-    url = re.split(r"[?#]", url, maxsplit=1)[0].rstrip("/")
-    while url.startswith("www."):
-        url = url[4:]
-    if not _LINKEDIN.match(url):
-        warnings.unreadable(target)
-        return None
-    return url
+    return _normalized(value, target, warnings, _linkedin_path, _LINKEDIN)
 
 
 def read_number(value, target: str, warnings: Warnings, *, lo: float | None = None,

@@ -26,7 +26,7 @@ from leadnorm.load import load_collection
 from leadnorm.mark import mark_migrated, write_rejects
 from leadnorm.normalize import normalize_batches
 from leadnorm.progress import Progress
-from leadnorm.resolve import Normalized
+from leadnorm.resolve import Normalized, rejects_of
 from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
 from leadnorm.verify import VerifyReport, verify
 
@@ -149,9 +149,10 @@ def load_step(db: Database, run: RunFolder, collection: str, *, dry_run: bool = 
 
 def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False,
               batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
-    normalized = read_normalized(run)
-    result = mark_migrated(db, normalized.frames["leads"], dry_run=dry_run, batch_size=batch_size)
-    result = write_rejects(db, normalized.rejects, result, dry_run=dry_run)
+    """Only the two frames it needs: leads (new ids by source id) and outcomes (rejects)."""
+    result = mark_migrated(db, pd.read_pickle(run.frame("leads")), dry_run=dry_run, batch_size=batch_size)
+    rejects = rejects_of(pd.read_pickle(run.frame("outcomes")))
+    result = write_rejects(db, rejects, result, dry_run=dry_run)
     return write_result(run, "mark", result.as_dict())
 
 

@@ -30,7 +30,12 @@ class Normalized:
 
     @property
     def rejects(self) -> pd.DataFrame:
-        return self.outcomes.loc[self.outcomes["outcome"] == "rejected", ["_id", "reject_reason"]]
+        return rejects_of(self.outcomes)
+
+
+def rejects_of(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The rejected source leads of an outcomes frame, with their reasons."""
+    return outcomes.loc[outcomes["outcome"] == "rejected", ["_id", "reject_reason"]]
 
 
 def _by_recency(mentions: pd.DataFrame) -> pd.DataFrame:
