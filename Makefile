@@ -17,7 +17,7 @@ export AIRFLOW__API__PORT ?= 8080
 
 DEMO_LEADS ?= 5000
 
-.PHONY: setup test demo airflow clean
+.PHONY: setup lint test demo airflow clean
 
 # The venv is rebuilt whenever requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -32,7 +32,12 @@ $(AIRFLOW_HOME)/airflow.db: $(STAMP)
 
 setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db
 
-test: setup
+# Ruff with Airflow's AIR rules, and its format check: part of every test run.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: setup

@@ -54,7 +54,7 @@ def leads_migration():
     def backup(dag_run=None, params=None) -> str:
         """Dump the source before any write; returns the run folder every later task works in."""
         from leadnorm.airflow_support import mongo_database, run_folder
-        from leadnorm.pipeline import backup_step
+        from leadnorm.steps.pipeline import backup_step
 
         run = run_folder(dag_run.dag_id, dag_run.run_id)
         run.root.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def leads_migration():
         from pathlib import Path
 
         from leadnorm.airflow_support import mongo_database
-        from leadnorm.pipeline import RunFolder, extract_step
+        from leadnorm.steps.pipeline import RunFolder, extract_step
 
         extract_step(mongo_database(), RunFolder(Path(run_root)), params["batch_size"])
         return run_root
@@ -76,7 +76,7 @@ def leads_migration():
     def normalize(run_root: str) -> str:
         from pathlib import Path
 
-        from leadnorm.pipeline import RunFolder, normalize_step
+        from leadnorm.steps.pipeline import RunFolder, normalize_step
 
         normalize_step(RunFolder(Path(run_root)))
         return run_root
@@ -86,32 +86,38 @@ def leads_migration():
         """The gate; returns the collections to load, which the load task maps over."""
         from pathlib import Path
 
-        from leadnorm.pipeline import RunFolder, validate_step
         from leadnorm.schema import COLLECTIONS
+        from leadnorm.steps.pipeline import RunFolder, validate_step
 
         validate_step(RunFolder(Path(run_root)))
         return list(COLLECTIONS)
 
-    @task(map_index_template="{{ collection }}", retries=3)
+    @task(map_index_template="{{ collection }}", retries=3, multiple_outputs=False)
     def load(run_root: str, collection: str, params=None) -> dict:
         from pathlib import Path
 
         from leadnorm.airflow_support import mongo_database
-        from leadnorm.pipeline import RunFolder, load_step
+        from leadnorm.steps.pipeline import RunFolder, load_step
 
         get_current_context()["collection"] = collection
-        return load_step(mongo_database(), RunFolder(Path(run_root)), collection,
-                         dry_run=params["dry_run"], batch_size=params["batch_size"])
+        return load_step(
+            mongo_database(),
+            RunFolder(Path(run_root)),
+            collection,
+            dry_run=params["dry_run"],
+            batch_size=params["batch_size"],
+        )
 
     @task(retries=3)
     def mark(run_root: str, params=None) -> str:
         from pathlib import Path
 
         from leadnorm.airflow_support import mongo_database
-        from leadnorm.pipeline import RunFolder, mark_step
+        from leadnorm.steps.pipeline import RunFolder, mark_step
 
-        mark_step(mongo_database(), RunFolder(Path(run_root)), dry_run=params["dry_run"],
-                  batch_size=params["batch_size"])
+        mark_step(
+            mongo_database(), RunFolder(Path(run_root)), dry_run=params["dry_run"], batch_size=params["batch_size"]
+        )
         return run_root
 
     @task
@@ -121,8 +127,8 @@ def leads_migration():
         from pathlib import Path
 
         from leadnorm.airflow_support import mongo_database
-        from leadnorm.config import LeadnormError
-        from leadnorm.pipeline import RunFolder, summary, verify_step
+        from leadnorm.errors import LeadnormError
+        from leadnorm.steps.pipeline import RunFolder, summary, verify_step
 
         run = RunFolder(Path(run_root))
         report = None if params["dry_run"] else verify_step(mongo_database(), run)

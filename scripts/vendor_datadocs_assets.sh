@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Reproduces plugins/leadnorm/datadocs_assets/ from the npm registry.
+# Reproduces plugins/leadnorm/quality/datadocs_assets/ from the npm registry.
 #
 # Great Expectations' Data Docs pages load their scripts, styles and fonts from CDNs.
-# leadnorm.datadocs copies these vendored copies next to the docs and points the pages at
+# leadnorm.quality.datadocs copies these vendored copies next to the docs and points the pages at
 # them, so the docs render with no network at all. Each line of ASSETS names the URL a GX
 # page uses (as written in GX 1.24's templates), the npm package with the same file (the
 # exact version GX names; for GX's floating `vega@5`, `vega-lite@5`, `vega-embed@6` the
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DEST="$ROOT/plugins/leadnorm/datadocs_assets"
+DEST="$ROOT/plugins/leadnorm/quality/datadocs_assets"
 
 #       url used by GX pages | npm package | file(s) in the package | vendored as
 ASSETS=(

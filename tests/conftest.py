@@ -24,7 +24,7 @@ def mongo_uri(tmp_path_factory) -> str:
     if os.environ.get("MONGO_URI"):
         yield os.environ["MONGO_URI"]
         return
-    from leadnorm.server import spawn, terminate
+    from leadnorm.devtools.server import spawn, terminate
 
     data = tmp_path_factory.mktemp("mongo") / "data"
     server = spawn(data)

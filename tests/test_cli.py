@@ -6,14 +6,15 @@ import os
 import subprocess
 import sys
 
-from leadnorm.seed import seed_leads
+from leadnorm.devtools.seed import seed_leads
 
 
 def cli(*args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
     env.pop("MONGO_URI", None)
-    return subprocess.run([sys.executable, "-m", "leadnorm", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "leadnorm", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_help_lists_the_commands():
@@ -31,8 +32,12 @@ def test_bad_arguments_exit_2_with_one_line():
 
 
 def test_unreachable_server_is_one_masked_line(tmp_path):
-    out = cli("verify", "--uri", "mongodb://alice:s3cret@127.0.0.1:1/x?serverSelectionTimeoutMS=300",
-              env_extra={"LEADNORM_STATE_DIR": str(tmp_path)})
+    out = cli(
+        "verify",
+        "--uri",
+        "mongodb://alice:s3cret@127.0.0.1:1/x?serverSelectionTimeoutMS=300",
+        env_extra={"LEADNORM_STATE_DIR": str(tmp_path)},
+    )
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("leadnorm: error:")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from leadnorm.extract import NESTED_LEAD
-from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
-from leadnorm.seed import seed_leads
+from leadnorm.contract import NESTED_LEAD, REJECTS_COLLECTION
+from leadnorm.devtools.seed import seed_leads
+from leadnorm.schema import COLLECTIONS
 
 pytestmark = pytest.mark.airflow
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -26,8 +26,13 @@ def dags_test(mongo_uri: str, db_name: str, tmp_path: Path, conf: str = "{}"):
         "LEADNORM_BACKUP_DIR": str(tmp_path / "backups"),
         "LEADNORM_REPORTS_DIR": str(tmp_path / "reports"),
     }
-    return subprocess.run([AIRFLOW, "dags", "test", "leads_migration", "--conf", conf],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [AIRFLOW, "dags", "test", "leads_migration", "--conf", conf],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_dag_migrates_then_changes_nothing(db, mongo_uri, tmp_path):

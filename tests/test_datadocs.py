@@ -12,19 +12,20 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from leadnorm import datadocs
-from leadnorm.validate import run_gate
 from test_validate import PERSON_NAMES, valid_frames
+
+from leadnorm.quality import datadocs
+from leadnorm.quality.validate import run_gate
 
 EMAIL_LIKE = re.compile(r"[^\s@<>\"]+@[^\s@<>\"]+\.[a-z]{2,}")
 # A reference the browser would fetch (or a link it would follow) off this machine.
 REMOTE_REFERENCE = re.compile(
     r"""(?:\b(?:src|href|srcset|action|poster)\s*=\s*\\?["']?\s*"""  # an attribute
     r"""|url\(\s*["']?\s*|@import\s+(?:url\()?\s*["']?\s*)"""  # CSS
-    r"""(?:https?:)?//""", re.IGNORECASE)
-LOCAL_REFERENCE = re.compile(
-    r"""\s(?:src|href)\s*=\s*["'](?P<url>[^"'#][^"']*)["']|url\(\s*["']?(?P<css>[^"')]+)""")
+    r"""(?:https?:)?//""",
+    re.IGNORECASE,
+)
+LOCAL_REFERENCE = re.compile(r"""\s(?:src|href)\s*=\s*["'](?P<url>[^"'#][^"']*)["']|url\(\s*["']?(?P<css>[^"')]+)""")
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,12 @@ def docs(tmp_path_factory) -> Path:
     frames["companies"].loc[0, "domain"] = "ceo@company-1.io"  # an email in a column with no person in it
     result = run_gate(frames, source, reports_dir=reports, run_name="pii")
     failed = {(finding.suite, finding.column) for finding in result.failures}
-    assert {("personas", "email"), ("personas", "linkedin_url"), ("leads", "email"),
-            ("companies", "domain")} <= failed, result.summary()
+    assert {
+        ("personas", "email"),
+        ("personas", "linkedin_url"),
+        ("leads", "email"),
+        ("companies", "domain"),
+    } <= failed, result.summary()
     return reports / "data_docs"
 
 
@@ -89,7 +94,8 @@ def test_masking_keeps_duplicates_recognisable():
     expectation = SimpleNamespace(
         expectation_config=SimpleNamespace(kwargs={"column": "email"}),
         result={"partial_unexpected_list": ["a@x.io", "a@x.io", "b@x.io"], "unexpected_count": 3},
-        exception_info={"exception_message": None})
+        exception_info={"exception_message": None},
+    )
     datadocs.mask_personal_data(SimpleNamespace(results=[expectation]), ["email"], key=b"k")
     masked = expectation.result["partial_unexpected_list"]
     assert masked[0] == masked[1] != masked[2]

@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 import pytest
-
-from leadnorm.datadocs import serve
-from leadnorm.validate import run_gate
 from test_validate import valid_frames
+
+from leadnorm.quality.datadocs import serve
+from leadnorm.quality.validate import run_gate
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -29,8 +29,10 @@ def _require_browser() -> None:
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
     if not missing:
         return
-    message = (f"{' and '.join(missing)} not installed (Debian: apt-get install chromium "
-               "chromium-driver); the Data Docs browser test needs them")
+    message = (
+        f"{' and '.join(missing)} not installed (Debian: apt-get install chromium "
+        "chromium-driver); the Data Docs browser test needs them"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -64,12 +66,22 @@ def browser(tmp_path_factory):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=1400,1000",
-                     f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                     "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"):
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--proxy-server=http://127.0.0.1:9",
+        "--proxy-bypass-list=127.0.0.1",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
@@ -89,7 +101,9 @@ def _open(browser, url: str, screenshot: Path) -> dict:
         WebDriverWait(browser, 20).until(
             lambda driver: driver.execute_script(
                 "return document.readyState === 'complete' && document.fonts.status === 'loaded'"
-                " && document.querySelectorAll('table tbody tr').length > 0"))
+                " && document.querySelectorAll('table tbody tr').length > 0"
+            )
+        )
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(screenshot))
 
@@ -111,9 +125,9 @@ def _open(browser, url: str, screenshot: Path) -> dict:
         "rows": browser.execute_script("return document.querySelectorAll('table tbody tr').length"),
         "icon_font": browser.execute_script(
             "return document.fonts.check('900 16px \"Font Awesome 6 Free\"')"
-            " && [...document.fonts].some(f => f.family.includes('Font Awesome') && f.status === 'loaded')"),
-        "bootstrap": browser.execute_script(
-            "return getComputedStyle(document.querySelector('.navbar')).display"),
+            " && [...document.fonts].some(f => f.family.includes('Font Awesome') && f.status === 'loaded')"
+        ),
+        "bootstrap": browser.execute_script("return getComputedStyle(document.querySelector('.navbar')).display"),
     }
 
 

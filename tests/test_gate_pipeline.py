@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from leadnorm import cli, normalize, pipeline
-from leadnorm.resolve import resolve as real_resolve
+from leadnorm import cli
+from leadnorm.devtools.seed import seed_leads
 from leadnorm.schema import COLLECTIONS
-from leadnorm.seed import seed_leads
+from leadnorm.steps import pipeline
+from leadnorm.transform import normalize
+from leadnorm.transform.resolve import resolve as real_resolve
 
 
 def broken_resolve(mentions):
@@ -38,7 +40,7 @@ def assert_nothing_written(db):
 
 
 def test_broken_frames_stop_the_run_before_any_write(broken, tmp_path):
-    from leadnorm.validate import GateFailed
+    from leadnorm.errors import GateFailed
 
     with pytest.raises(GateFailed) as failed:
         pipeline.migrate(broken, backup_dir=tmp_path / "backups", run=pipeline.RunFolder(tmp_path / "run"))
@@ -60,10 +62,11 @@ def test_cli_exits_non_zero_naming_the_failures(broken, tmp_path, capsys, mongo_
 
 def test_skip_validation_loads_what_the_gate_would_stop(broken, tmp_path):
     """The escape hatch exists, is explicit, and the unique index still refuses the duplicate domain."""
-    from leadnorm.load import LoadError
+    from leadnorm.errors import LoadError
 
     with pytest.raises(LoadError, match="companies: the server refused 1 writes"):
-        pipeline.migrate(broken, backup_dir=tmp_path / "b", skip_validation=True,
-                         run=pipeline.RunFolder(tmp_path / "run"))
+        pipeline.migrate(
+            broken, backup_dir=tmp_path / "b", skip_validation=True, run=pipeline.RunFolder(tmp_path / "run")
+        )
     assert broken.leads.count_documents({"_migrated": True}) == 0
     assert set(COLLECTIONS) - set(broken.list_collection_names())  # stopped at the first collection

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from bson.raw_bson import RawBSONDocument
 
-from leadnorm import pipeline
-from leadnorm.backup import iter_backup_documents, read_manifest, restore_collection
-from leadnorm.extract import NESTED_LEAD
-from leadnorm.pipeline import RunFolder, migrate
-from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
-from leadnorm.seed import seed_leads
+from leadnorm.contract import NESTED_LEAD, REJECTS_COLLECTION
+from leadnorm.devtools.seed import seed_leads
+from leadnorm.schema import COLLECTIONS
+from leadnorm.steps import pipeline
+from leadnorm.steps.backup import iter_backup_documents, read_manifest, restore_collection
+from leadnorm.steps.pipeline import RunFolder, migrate
 
 LEADS = 600
 
@@ -116,8 +116,7 @@ def test_batch_size_does_not_change_the_result(mongo_uri, tmp_path):
 
 
 def raw_documents(collection) -> list[bytes]:
-    raw = collection.with_options(codec_options=collection.codec_options.with_options(
-        document_class=RawBSONDocument))
+    raw = collection.with_options(codec_options=collection.codec_options.with_options(document_class=RawBSONDocument))
     return [doc.raw for doc in raw.find({}, sort=[("_id", 1)])]
 
 

@@ -12,18 +12,40 @@ from datetime import datetime
 import pytest
 from bson import ObjectId
 
-from leadnorm.config import ConfigError
-from leadnorm.seed import generate_leads, seed_leads
+from leadnorm.devtools.seed import generate_leads, seed_leads
+from leadnorm.errors import ConfigError
 
 N = 3000
 STATUSES = {"uploaded", "researched", "icp_scored"}
 LEVELS = {"High", "Medium", "Low"}
 LEAD_KEYS = {"_id", "lead_input", "research", "icp", "status", "created_at", "updated_at"}
 INPUT_KEYS = {"name", "title", "company", "email", "linkedin_url", "phone", "source"}
-COMPANY_KEYS = {"name", "domain", "website", "industry", "company_size", "employee_count", "headquarters",
-                "founded_year", "description", "funding_stage", "annual_revenue", "linkedin_url", "technographics"}
-PERSONA_KEYS = {"full_name", "email", "title", "seniority", "department", "decision_authority",
-                "linkedin_url", "location", "bio"}
+COMPANY_KEYS = {
+    "name",
+    "domain",
+    "website",
+    "industry",
+    "company_size",
+    "employee_count",
+    "headquarters",
+    "founded_year",
+    "description",
+    "funding_stage",
+    "annual_revenue",
+    "linkedin_url",
+    "technographics",
+}
+PERSONA_KEYS = {
+    "full_name",
+    "email",
+    "title",
+    "seniority",
+    "department",
+    "decision_authority",
+    "linkedin_url",
+    "location",
+    "bio",
+}
 META_KEYS = {"run_id", "model", "started_at_utc", "completed_at_utc", "duration_ms", "confidence", "citations"}
 SIGNAL_KEYS = {"type", "signal", "strength", "detected_at", "source_url"}
 ICP_KEYS = {"icp_score", "fit_tier", "score_breakdown", "scored_at", "model_version", "rationale"}
@@ -35,6 +57,7 @@ def docs() -> list[dict]:
 
 
 # --- reading a nested lead the way the contract describes it ---------------------------
+
 
 def lead_input(doc) -> dict:
     value = doc.get("lead_input")
@@ -75,8 +98,13 @@ def factors(doc) -> list:
 
 
 def dates(doc) -> list:
-    found = [doc.get("created_at"), doc.get("updated_at"), meta(doc).get("started_at_utc"),
-             meta(doc).get("completed_at_utc"), (doc.get("icp") or {}).get("scored_at")]
+    found = [
+        doc.get("created_at"),
+        doc.get("updated_at"),
+        meta(doc).get("started_at_utc"),
+        meta(doc).get("completed_at_utc"),
+        (doc.get("icp") or {}).get("scored_at"),
+    ]
     found += [s.get("detected_at") for s in signals(doc)]
     found += [c.get("accessed_at_utc") for c in meta(doc).get("citations") or []]
     return [d for d in found if d is not None]
@@ -110,8 +138,11 @@ def not_canonical_linkedin(value) -> bool:
 
 def respelled(value) -> bool:
     """Padded with white space, or all upper / all lower case where the canonical form is mixed."""
-    return isinstance(value, str) and value != "" and (
-        value != value.strip() or value in (value.upper(), value.lower()) and value.upper() != value.lower())
+    return (
+        isinstance(value, str)
+        and value != ""
+        and (value != value.strip() or value in (value.upper(), value.lower()) and value.upper() != value.lower())
+    )
 
 
 def profile_values(doc) -> list:
@@ -153,40 +184,56 @@ def company_mention(doc) -> tuple[str | None, str | None]:
 def persona_mention(doc) -> tuple[str | None, str | None, str | None]:
     """(email, linkedin, name), normalized, of the person a lead mentions: profile first, then lead_input."""
     li, pp = lead_input(doc), persona_profile(doc)
-    return (norm_text(pp.get("email")) or norm_text(li.get("email")),
-            norm_linkedin(pp.get("linkedin_url")) or norm_linkedin(li.get("linkedin_url")),
-            norm_text(pp.get("full_name")) or norm_text(li.get("name")))
+    return (
+        norm_text(pp.get("email")) or norm_text(li.get("email")),
+        norm_linkedin(pp.get("linkedin_url")) or norm_linkedin(li.get("linkedin_url")),
+        norm_text(pp.get("full_name")) or norm_text(li.get("name")),
+    )
 
 
 # --- one detector per messy variant ---------------------------------------------------
 
 VARIANTS = {
     "email mixed case / white space": lambda d: any(
-        not_canonical_email(v) for v in (lead_input(d).get("email"), persona_profile(d).get("email"))),
+        not_canonical_email(v) for v in (lead_input(d).get("email"), persona_profile(d).get("email"))
+    ),
     "linkedin mixed case / white space": lambda d: any(
-        not_canonical_linkedin(v) for v in (lead_input(d).get("linkedin_url"), persona_profile(d).get("linkedin_url"))),
+        not_canonical_linkedin(v) for v in (lead_input(d).get("linkedin_url"), persona_profile(d).get("linkedin_url"))
+    ),
     "domain as URL with path": lambda d: isinstance(domain(d), str) and re.match(r"https?://.+/.+", domain(d)),
     "domain with www.": lambda d: isinstance(domain(d), str) and domain(d).lower().startswith("www."),
     "domain with trailing dot": lambda d: isinstance(domain(d), str) and domain(d).endswith("."),
-    "domain upper case": lambda d: isinstance(domain(d), str) and "/" not in domain(d)
-    and domain(d) != domain(d).lower(),
+    "domain upper case": lambda d: (
+        isinstance(domain(d), str) and "/" not in domain(d) and domain(d) != domain(d).lower()
+    ),
     "domain with port": lambda d: isinstance(domain(d), str) and re.search(r":\d+$", domain(d)),
     "CompanyProfile domain null": lambda d: "domain" in company_profile(d) and domain(d) is None,
     "CompanyProfile domain empty": lambda d: domain(d) == "",
     "company name respelled": lambda d: any(
-        respelled(v) for v in (company_profile(d).get("name"), lead_input(d).get("company"))),
+        respelled(v) for v in (company_profile(d).get("name"), lead_input(d).get("company"))
+    ),
     "person name respelled": lambda d: any(
-        respelled(v) for v in (persona_profile(d).get("full_name"), lead_input(d).get("name"))),
+        respelled(v) for v in (persona_profile(d).get("full_name"), lead_input(d).get("name"))
+    ),
     "null value": lambda d: None in profile_values(d),
     "empty string": lambda d: "" in profile_values(d),
-    "missing key": lambda d: bool(company_profile(d)) and not COMPANY_KEYS <= company_profile(d).keys()
-    or bool(persona_profile(d)) and not PERSONA_KEYS <= persona_profile(d).keys(),
-    "lead_input missing key": lambda d: isinstance(d.get("lead_input"), dict)
-    and not {"name", "title", "company", "email"} <= d["lead_input"].keys(),
-    "null CompanyProfile or PersonaProfile": lambda d: "research" in d and None in (
-        d["research"]["CompanyProfile"], d["research"]["PersonaProfile"]),
-    "technographics null": lambda d: "technographics" in company_profile(d) and technographics(d) == [] and
-    company_profile(d)["technographics"] is None,
+    "missing key": lambda d: (
+        bool(company_profile(d))
+        and not COMPANY_KEYS <= company_profile(d).keys()
+        or bool(persona_profile(d))
+        and not PERSONA_KEYS <= persona_profile(d).keys()
+    ),
+    "lead_input missing key": lambda d: (
+        isinstance(d.get("lead_input"), dict) and not {"name", "title", "company", "email"} <= d["lead_input"].keys()
+    ),
+    "null CompanyProfile or PersonaProfile": lambda d: (
+        "research" in d and None in (d["research"]["CompanyProfile"], d["research"]["PersonaProfile"])
+    ),
+    "technographics null": lambda d: (
+        "technographics" in company_profile(d)
+        and technographics(d) == []
+        and company_profile(d)["technographics"] is None
+    ),
     "DetectedSignals null": lambda d: "research" in d and d["research"].get("DetectedSignals", 0) is None,
     "citations null": lambda d: "citations" in meta(d) and meta(d)["citations"] is None,
     "factors null": lambda d: any("factors" in c and c["factors"] is None for c in categories(d)),
@@ -202,18 +249,24 @@ VARIANTS = {
     "fit_tier lower case": lambda d: (d.get("icp") or {}).get("fit_tier") in {"a", "b", "c", "d"},
     "fit_tier 'Tier X'": lambda d: re.fullmatch(r"Tier [ABCD]", str((d.get("icp") or {}).get("fit_tier"))),
     "technographics as strings": lambda d: any(isinstance(t, str) for t in technographics(d)),
-    "duplicate technographics": lambda d: len({(t if isinstance(t, str) else t["name"]).casefold()
-                                               for t in technographics(d)}) < len(technographics(d)),
-    "headquarters as string": lambda d: isinstance(company_profile(d).get("headquarters"), str)
-    and company_profile(d)["headquarters"] != "",
-    "headquarters as object": lambda d: isinstance(company_profile(d).get("headquarters"), dict)
-    and {"city", "region", "country"} <= company_profile(d)["headquarters"].keys(),
+    "duplicate technographics": lambda d: (
+        len({(t if isinstance(t, str) else t["name"]).casefold() for t in technographics(d)}) < len(technographics(d))
+    ),
+    "headquarters as string": lambda d: (
+        isinstance(company_profile(d).get("headquarters"), str) and company_profile(d)["headquarters"] != ""
+    ),
+    "headquarters as object": lambda d: (
+        isinstance(company_profile(d).get("headquarters"), dict)
+        and {"city", "region", "country"} <= company_profile(d)["headquarters"].keys()
+    ),
     "factor as object": lambda d: any(isinstance(f, dict) and "name" in f for f in factors(d)),
     "factor as string": lambda d: any(isinstance(f, str) for f in factors(d)),
     "level mixed case": lambda d: any(
         isinstance(v, str) and v not in LEVELS and v.capitalize() in LEVELS
-        for v in [s.get("strength") for s in signals(d)] + [meta(d).get("confidence")]
-        + [t.get("confidence") for t in technographics(d) if isinstance(t, dict)]),
+        for v in [s.get("strength") for s in signals(d)]
+        + [meta(d).get("confidence")]
+        + [t.get("confidence") for t in technographics(d) if isinstance(t, dict)]
+    ),
     "unknown top-level field": lambda d: bool(d.keys() - LEAD_KEYS),
     "lead_input.phone": lambda d: "phone" in lead_input(d),
     "lead_input.source": lambda d: "source" in lead_input(d),
@@ -262,10 +315,14 @@ def test_unicode_occurs_in_every_text_field(docs, text_field):
     assert any(not v.isascii() for v in values), text_field
 
 
-@pytest.mark.parametrize("script, pattern", [
-    ("accents", r"[\u00c0-\u024f\u1e00-\u1eff]"), ("CJK", r"[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]"),
-    ("emoji", r"[\U0001f300-\U0001faff\u2600-\u27bf]"),
-])
+@pytest.mark.parametrize(
+    "script, pattern",
+    [
+        ("accents", r"[\u00c0-\u024f\u1e00-\u1eff]"),
+        ("CJK", r"[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]"),
+        ("emoji", r"[\U0001f300-\U0001faff\u2600-\u27bf]"),
+    ],
+)
 def test_accents_cjk_and_emoji_all_occur(docs, script, pattern):
     names = [lead_input(d).get("name") for d in docs] + [company_profile(d).get("name") for d in docs]
     texts = [persona_profile(d).get("bio") for d in docs] + [company_profile(d).get("description") for d in docs]
@@ -273,6 +330,7 @@ def test_accents_cjk_and_emoji_all_occur(docs, script, pattern):
 
 
 # --- shape --------------------------------------------------------------------------
+
 
 def test_every_document_has_the_contract_shape(docs):
     for d in docs:
@@ -324,6 +382,7 @@ def test_ids_are_unique(docs):
 
 # --- determinism ----------------------------------------------------------------------
 
+
 def test_same_seed_gives_identical_documents():
     assert list(generate_leads(400, seed=5)) == list(generate_leads(400, seed=5))
 
@@ -335,6 +394,7 @@ def test_different_seed_gives_different_documents():
 
 
 # --- rates ----------------------------------------------------------------------------
+
 
 def test_unmigratable_share(docs):
     share = sum(not is_migratable(d) for d in docs) / N
@@ -388,6 +448,7 @@ def test_most_recent_research_matters_within_a_company(docs):
 
 
 # --- against a real server -----------------------------------------------------------
+
 
 def contract_counts(docs) -> tuple[int, int]:
     """Distinct companies and personas by the contract's dedup rules, over migratable leads."""
@@ -451,6 +512,7 @@ def test_seed_leads_refuses_a_non_empty_collection_without_drop(db):
 
 # --- command line ---------------------------------------------------------------------
 
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "leadnorm", *args], capture_output=True, text=True, timeout=120)
 
@@ -469,14 +531,16 @@ def test_cli_seeds_and_prints_the_summary(mongo_uri):
             again = run_cli("seed", "--leads", "50", "--uri", mongo_uri, "--db", name)
             assert again.returncode == 1
             assert again.stderr.strip() == (
-                "leadnorm: error: leads already holds 50 documents; pass --drop to replace them")
+                "leadnorm: error: leads already holds 50 documents; pass --drop to replace them"
+            )
     finally:
         with MongoClient(mongo_uri) as client:
             client.drop_database(name)
 
 
-@pytest.mark.parametrize("leads, message", [("abc", "expected a whole number, got 'abc'"),
-                                            ("0", "expected a number of at least 1, got 0")])
+@pytest.mark.parametrize(
+    "leads, message", [("abc", "expected a whole number, got 'abc'"), ("0", "expected a number of at least 1, got 0")]
+)
 def test_cli_rejects_a_bad_lead_count(leads, message):
     result = run_cli("seed", "--leads", leads, "--uri", "mongodb://127.0.0.1:1")
     assert result.returncode == 2

@@ -14,18 +14,24 @@ import pytest
 from bson import ObjectId
 
 from leadnorm import schema
-from leadnorm.validate import (
+from leadnorm.errors import GateFailed
+from leadnorm.quality.validate import (
     SOURCE_SUITE,
     Finding,
-    GateFailed,
     run_gate,
     suite_definitions,
     validation_frames,
 )
 
 NOW = dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.UTC)
-PERSON_NAMES = ["Ada Quillfeather", "Bram Oakenshaw", "Cleo Marchetti", "Dov Halvorsen",
-                "Esme Takahashi", "Femi Adeyemi"]
+PERSON_NAMES = [
+    "Ada Quillfeather",
+    "Bram Oakenshaw",
+    "Cleo Marchetti",
+    "Dov Halvorsen",
+    "Esme Takahashi",
+    "Femi Adeyemi",
+]
 
 
 def valid_frames(leads: int = 6) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
@@ -44,54 +50,135 @@ def valid_frames(leads: int = 6) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]
         if i % 2 == 1:
             company_id = ObjectId()
             has_domain = i < leads - 1
-            rows["companies"].append({
-                "_id": company_id, "name": f"Company {i}",
-                "domain": f"company-{i}.io" if has_domain else None,
-                "website": f"https://company-{i}.io" if has_domain else "", "industry": "Software",
-                "company_size": "11-50", "employee_count": 40 + i, "headquarters": "Austin, TX, US",
-                "founded_year": 2010, "description": "", "funding_stage": "Seed", "annual_revenue": 0,
-                "linkedin_url": f"linkedin.com/company/company-{i}", "extra": {}})
+            rows["companies"].append(
+                {
+                    "_id": company_id,
+                    "name": f"Company {i}",
+                    "domain": f"company-{i}.io" if has_domain else None,
+                    "website": f"https://company-{i}.io" if has_domain else "",
+                    "industry": "Software",
+                    "company_size": "11-50",
+                    "employee_count": 40 + i,
+                    "headquarters": "Austin, TX, US",
+                    "founded_year": 2010,
+                    "description": "",
+                    "funding_stage": "Seed",
+                    "annual_revenue": 0,
+                    "linkedin_url": f"linkedin.com/company/company-{i}",
+                    "extra": {},
+                }
+            )
             for tech in ("Salesforce", "HubSpot"):
-                rows["technographics"].append({"_id": ObjectId(), "company_id": company_id, "name": tech,
-                                               "category": "CRM", "confidence": "High", "extra": {}})
+                rows["technographics"].append(
+                    {
+                        "_id": ObjectId(),
+                        "company_id": company_id,
+                        "name": tech,
+                        "category": "CRM",
+                        "confidence": "High",
+                        "extra": {},
+                    }
+                )
         persona_id = ObjectId()
-        rows["personas"].append({
-            "_id": persona_id, "full_name": person, "email": email, "title": "VP Sales",
-            "seniority": "VP", "department": "Sales", "decision_authority": "High",
-            "linkedin_url": f"linkedin.com/in/person-{i}", "location": "Austin", "bio": "", "extra": {}})
+        rows["personas"].append(
+            {
+                "_id": persona_id,
+                "full_name": person,
+                "email": email,
+                "title": "VP Sales",
+                "seniority": "VP",
+                "department": "Sales",
+                "decision_authority": "High",
+                "linkedin_url": f"linkedin.com/in/person-{i}",
+                "location": "Austin",
+                "bio": "",
+                "extra": {},
+            }
+        )
         legacy_id, lead_id = ObjectId(), ObjectId()
         status = ("uploaded", "researched", "icp_scored")[i % 3]
-        rows["leads"].append({
-            "_id": lead_id, "name": person, "title": "VP Sales", "email": email,
-            "company_id": None if i == 0 else company_id, "persona_id": persona_id, "status": status,
-            "legacy_lead_id": legacy_id, "created_at": NOW, "updated_at": NOW,
-            "extra": {"phone": "555-0100"}})
+        rows["leads"].append(
+            {
+                "_id": lead_id,
+                "name": person,
+                "title": "VP Sales",
+                "email": email,
+                "company_id": None if i == 0 else company_id,
+                "persona_id": persona_id,
+                "status": status,
+                "legacy_lead_id": legacy_id,
+                "created_at": NOW,
+                "updated_at": NOW,
+                "extra": {"phone": "555-0100"},
+            }
+        )
         source.append({"_id": legacy_id, "outcome": "migrated", "reject_reason": None})
         if status != "uploaded":
             run_id = ObjectId()
-            rows["research_runs"].append({
-                "_id": run_id, "lead_id": lead_id, "company_id": None if i == 0 else company_id,
-                "persona_id": persona_id, "research_meta": {"model": "m1", "duration_ms": 1200}, "extra": {}})
-            rows["citations"].append({
-                "_id": ObjectId(), "research_run_id": run_id, "source_name": "Web",
-                "url": "https://news.example.com/a", "accessed_at_utc": NOW, "extra": {}})
-            rows["detected_signals"].append({
-                "_id": ObjectId(), "lead_id": lead_id, "research_run_id": run_id, "type": "hiring",
-                "signal": "Hiring SDRs", "strength": "Medium", "detected_at": NOW,
-                "source_url": "https://jobs.example.com/1", "extra": {}})
+            rows["research_runs"].append(
+                {
+                    "_id": run_id,
+                    "lead_id": lead_id,
+                    "company_id": None if i == 0 else company_id,
+                    "persona_id": persona_id,
+                    "research_meta": {"model": "m1", "duration_ms": 1200},
+                    "extra": {},
+                }
+            )
+            rows["citations"].append(
+                {
+                    "_id": ObjectId(),
+                    "research_run_id": run_id,
+                    "source_name": "Web",
+                    "url": "https://news.example.com/a",
+                    "accessed_at_utc": NOW,
+                    "extra": {},
+                }
+            )
+            rows["detected_signals"].append(
+                {
+                    "_id": ObjectId(),
+                    "lead_id": lead_id,
+                    "research_run_id": run_id,
+                    "type": "hiring",
+                    "signal": "Hiring SDRs",
+                    "strength": "Medium",
+                    "detected_at": NOW,
+                    "source_url": "https://jobs.example.com/1",
+                    "extra": {},
+                }
+            )
         if status == "icp_scored":
             score_id = ObjectId()
-            rows["icp_scores"].append({
-                "_id": score_id, "lead_id": lead_id, "icp_score": 82, "fit_tier": "ABCD"[i % 4],
-                "score_breakdown": {"firmographics": 40, "intent": 42}, "scored_at": NOW,
-                "model_version": "v2", "rationale": "", "extra": {}})
+            rows["icp_scores"].append(
+                {
+                    "_id": score_id,
+                    "lead_id": lead_id,
+                    "icp_score": 82,
+                    "fit_tier": "ABCD"[i % 4],
+                    "score_breakdown": {"firmographics": 40, "intent": 42},
+                    "scored_at": NOW,
+                    "model_version": "v2",
+                    "rationale": "",
+                    "extra": {},
+                }
+            )
             for category, score in (("firmographics", 40), ("intent", 42)):
-                rows["icp_factor_breakdowns"].append({
-                    "_id": ObjectId(), "icp_score_id": score_id, "category": category, "score": score,
-                    "max_score": 50, "factors": [{"name": "size"}], "extra": {}})
+                rows["icp_factor_breakdowns"].append(
+                    {
+                        "_id": ObjectId(),
+                        "icp_score_id": score_id,
+                        "category": category,
+                        "score": score,
+                        "max_score": 50,
+                        "factors": [{"name": "size"}],
+                        "extra": {},
+                    }
+                )
     source.append({"_id": ObjectId(), "outcome": "rejected", "reject_reason": "no name nor email"})
-    frames = {name: pd.DataFrame(rows[name], columns=collection.columns)
-              for name, collection in schema.COLLECTIONS.items()}
+    frames = {
+        name: pd.DataFrame(rows[name], columns=collection.columns) for name, collection in schema.COLLECTIONS.items()
+    }
     return frames, pd.DataFrame(source, columns=["_id", "outcome", "reject_reason"])
 
 
@@ -126,13 +213,13 @@ def test_valid_frames_pass(reports):
     assert result.summary().startswith("Quality gate passed")
 
 
-
 def test_docs_default_to_the_configured_reports_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("LEADNORM_REPORTS_DIR", str(tmp_path / "configured"))
     frames, source = valid_frames()
     result = run_gate(frames, source)
     assert result.docs_index == tmp_path / "configured" / "data_docs" / "index.html"
     assert result.docs_index.is_file()
+
 
 def _break_duplicate_domain(frames, source):
     companies = frames["companies"]
@@ -159,14 +246,17 @@ def _break_string_id(frames, source):
     frames["personas"].loc[0, "_id"] = str(frames["personas"].loc[0, "_id"])
 
 
-@pytest.mark.parametrize("breakage, expected", [
-    (_break_duplicate_domain, Finding("companies", "expect_column_values_to_be_unique", "domain", 2)),
-    (_break_dangling_company,
-     Finding("leads", "expect_column_values_to_be_in_set", "company_id__resolves", 1)),
-    (_break_icp_score, Finding("icp_scores", "expect_column_values_to_be_between", "icp_score", 1)),
-    (_break_status, Finding("leads", "expect_column_values_to_be_in_set", "status", 1)),
-    (_break_reconciliation, Finding("leads", "expect_table_row_count_to_equal", None, None)),
-], ids=["duplicate-domain", "dangling-company-id", "icp-score-140", "bad-status", "reconciliation"])
+@pytest.mark.parametrize(
+    "breakage, expected",
+    [
+        (_break_duplicate_domain, Finding("companies", "expect_column_values_to_be_unique", "domain", 2)),
+        (_break_dangling_company, Finding("leads", "expect_column_values_to_be_in_set", "company_id__resolves", 1)),
+        (_break_icp_score, Finding("icp_scores", "expect_column_values_to_be_between", "icp_score", 1)),
+        (_break_status, Finding("leads", "expect_column_values_to_be_in_set", "status", 1)),
+        (_break_reconciliation, Finding("leads", "expect_table_row_count_to_equal", None, None)),
+    ],
+    ids=["duplicate-domain", "dangling-company-id", "icp-score-140", "bad-status", "reconciliation"],
+)
 def test_breakage_fails_the_gate(reports, breakage, expected):
     frames, source = valid_frames()
     breakage(frames, source)
@@ -197,8 +287,10 @@ def test_warning_only_problems_pass_with_warnings(reports):
     result = run_gate(frames, source, reports_dir=reports)
     assert result.passed, result.summary()
     assert Finding("personas", "expect_column_values_to_not_be_null", "linkedin_url", 1) in result.warnings
-    assert Finding("icp_scores", "expect_column_values_to_be_in_set", "fit_tier",
-                   len(frames["icp_scores"])) in result.warnings
+    assert (
+        Finding("icp_scores", "expect_column_values_to_be_in_set", "fit_tier", len(frames["icp_scores"]))
+        in result.warnings
+    )
     assert result.summary().startswith("Quality gate passed. 3 warning(s): ")
 
 
@@ -230,13 +322,13 @@ def test_suites_cover_the_schema():
     for name, collection in schema.COLLECTIONS.items():
         expectations = suites[name]["expectations"]
         assert all(e["severity"] in ("critical", "warning") for e in expectations), name
-        columns = next(e["kwargs"]["column_set"] for e in expectations
-                       if e["type"] == "expect_table_columns_to_match_set")
-        assert columns[:len(collection.columns)] == collection.columns, name
+        columns = next(
+            e["kwargs"]["column_set"] for e in expectations if e["type"] == "expect_table_columns_to_match_set"
+        )
+        assert columns[: len(collection.columns)] == collection.columns, name
         checked = {e["kwargs"].get("column") for e in expectations}
         for reference in collection.references:
             assert f"{reference}__resolves" in checked, (name, reference)
         for key in collection.natural_keys:
             unique = [e["kwargs"] for e in expectations if "unique" in e["type"]]
-            assert any(kwargs.get("column_list", [kwargs.get("column")]) == list(key)
-                       for kwargs in unique), (name, key)
+            assert any(kwargs.get("column_list", [kwargs.get("column")]) == list(key) for kwargs in unique), (name, key)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
-from leadnorm.config import DEFAULT_DB
+from leadnorm.contract import DEFAULT_DB
 from leadnorm.mongo import database
-from leadnorm.pipeline import RunFolder
+from leadnorm.steps.pipeline import RunFolder
 
 MONGO_CONN_ID = "mongo_default"
 

@@ -9,7 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-from leadnorm.config import LeadnormError, mask_uri
+from leadnorm.config import mask_uri
+from leadnorm.errors import LeadnormError
 
 log = logging.getLogger("leadnorm")
 
@@ -44,8 +45,9 @@ def _database(args: argparse.Namespace):
 
 # --- mongo -----------------------------------------------------------------
 
+
 def _mongo_start(args: argparse.Namespace) -> int:
-    from leadnorm import server
+    from leadnorm.devtools import server
 
     running = server.start(port=args.port, data_dir=Path(args.data) if args.data else None)
     print(running.uri)
@@ -53,7 +55,7 @@ def _mongo_start(args: argparse.Namespace) -> int:
 
 
 def _mongo_stop(args: argparse.Namespace) -> int:
-    from leadnorm import server
+    from leadnorm.devtools import server
 
     stopped = server.stop()
     print(f"stopped pid {stopped.pid}" if stopped else "not running")
@@ -61,7 +63,7 @@ def _mongo_stop(args: argparse.Namespace) -> int:
 
 
 def _mongo_status(args: argparse.Namespace) -> int:
-    from leadnorm import server
+    from leadnorm.devtools import server
 
     running = server.running_server()
     if running is None:
@@ -74,8 +76,9 @@ def _mongo_status(args: argparse.Namespace) -> int:
 
 # --- seed ------------------------------------------------------------------
 
+
 def _seed(args: argparse.Namespace) -> int:
-    from leadnorm.seed import seed_leads
+    from leadnorm.devtools.seed import seed_leads
 
     db = _database(args)
     summary = seed_leads(db, args.leads, seed=args.seed, drop=args.drop)
@@ -85,15 +88,21 @@ def _seed(args: argparse.Namespace) -> int:
 
 # --- migrate / verify ------------------------------------------------------
 
+
 def _migrate(args: argparse.Namespace) -> int:
-    from leadnorm.pipeline import RunFolder, migrate, summary
+    from leadnorm.steps.pipeline import RunFolder, migrate, summary
 
     db = _database(args)
     run = RunFolder.new()
     try:
-        _, report = migrate(db, batch_size=args.batch_size, dry_run=args.dry_run,
-                            backup_dir=Path(args.backup_dir) if args.backup_dir else None,
-                            skip_validation=args.skip_validation, run=run)
+        _, report = migrate(
+            db,
+            batch_size=args.batch_size,
+            dry_run=args.dry_run,
+            backup_dir=Path(args.backup_dir) if args.backup_dir else None,
+            skip_validation=args.skip_validation,
+            run=run,
+        )
     finally:
         if run.root.exists():
             print(summary(run, dry_run=args.dry_run))
@@ -105,7 +114,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from leadnorm.pipeline import RunFolder, extract_step, normalize_step, verify_step
+    from leadnorm.steps.pipeline import RunFolder, extract_step, normalize_step, verify_step
 
     db = _database(args)
     run = RunFolder.new()
@@ -121,9 +130,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 # --- reports ---------------------------------------------------------------
 
+
 def _reports_serve(args: argparse.Namespace) -> int:
     from leadnorm.config import reports_dir
-    from leadnorm.datadocs import serve
+    from leadnorm.quality.datadocs import serve
 
     directory = reports_dir()
     server, url = serve(directory, args.port)
@@ -164,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--dry-run", action="store_true", help="write nothing; report what would be written")
     migrate.add_argument("--batch-size", type=_positive_int, default=1000, help="documents per batch (1000)")
     migrate.add_argument("--backup-dir", help="where backups go (default: backups/)")
-    migrate.add_argument("--skip-validation", action="store_true",
-                         help="load without the Great Expectations gate (not recommended)")
+    migrate.add_argument(
+        "--skip-validation", action="store_true", help="load without the Great Expectations gate (not recommended)"
+    )
     migrate.set_defaults(run=_migrate)
 
     verify = commands.add_parser("verify", help="reconcile source and target without writing anything")

@@ -11,18 +11,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-DEFAULT_DB = "jazon_ai_sdr"
-SOURCE_COLLECTION = "leads"
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class LeadnormError(Exception):
-    """An error the operator can act on: its message is one line, with no credentials in it."""
-
-
-class ConfigError(LeadnormError):
-    """A setting is missing or wrong."""
+# The checkout (editable install); an installed wheel keeps its state below the working folder.
+_SOURCE_TREE = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = _SOURCE_TREE if (_SOURCE_TREE / "pyproject.toml").exists() else Path.cwd()
 
 
 def state_dir() -> Path:
@@ -54,25 +45,3 @@ def database_from_uri(uri: str) -> str | None:
     """The database a URI's path names (mongodb://host/db), as MongoHook reads it."""
     path = urlsplit(uri).path.lstrip("/")
     return path or None
-
-
-def resolve_uri(uri: str | None = None) -> str:
-    """--uri, else $MONGO_URI, else the embedded server this checkout started."""
-    if uri:
-        return uri
-    if os.environ.get("MONGO_URI"):
-        return os.environ["MONGO_URI"]
-    from leadnorm.server import running_server
-
-    server = running_server()
-    if server is None:
-        raise ConfigError(
-            "no MongoDB given: pass --uri, set MONGO_URI, or start the embedded one "
-            "with `python -m leadnorm mongo start`"
-        )
-    return server.uri
-
-
-def resolve_db(db: str | None, uri: str) -> str:
-    """--db, else the database named in the URI's path, else jazon_ai_sdr."""
-    return db or database_from_uri(uri) or DEFAULT_DB

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import os
+
 from bson.codec_options import CodecOptions
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from leadnorm.config import resolve_db, resolve_uri
+from leadnorm.config import database_from_uri
+from leadnorm.contract import DEFAULT_DB
+from leadnorm.errors import ConfigError
 
 # Timezone-aware UTC datetimes both ways, so values compare equal after a round trip.
 CODEC_OPTIONS = CodecOptions(tz_aware=True)
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """--uri, else $MONGO_URI, else the embedded server this checkout started."""
+    if uri:
+        return uri
+    if os.environ.get("MONGO_URI"):
+        return os.environ["MONGO_URI"]
+    from leadnorm.devtools.server import running_server
+
+    server = running_server()
+    if server is None:
+        raise ConfigError(
+            "no MongoDB given: pass --uri, set MONGO_URI, or start the embedded one "
+            "with `python -m leadnorm mongo start`"
+        )
+    return server.uri
+
+
+def resolve_db(db: str | None, uri: str) -> str:
+    """--db, else the database named in the URI's path, else jazon_ai_sdr."""
+    return db or database_from_uri(uri) or DEFAULT_DB
 
 
 def connect(uri: str | None = None, db: str | None = None, timeout_ms: int = 10_000) -> Database:
@@ -29,7 +55,7 @@ def split_bson(data: bytes) -> list[bytes]:
     """The documents of a concatenated BSON stream (a raw batch, a .bson dump), still encoded."""
     documents, offset = [], 0
     while offset < len(data):
-        size = int.from_bytes(data[offset:offset + 4], "little")
-        documents.append(data[offset:offset + size])
+        size = int.from_bytes(data[offset : offset + 4], "little")
+        documents.append(data[offset : offset + size])
         offset += size
     return documents

@@ -33,26 +33,56 @@ _HAS_DOMAIN = {"domain": {"$type": "string"}}
 
 COMPANIES = Collection(
     "companies",
-    ("name", "domain", "website", "industry", "company_size", "employee_count", "headquarters",
-     "founded_year", "description", "funding_stage", "annual_revenue", "linkedin_url", "extra"),
-    (_index("name"), _index("domain", unique=True, partialFilterExpression=_HAS_DOMAIN),
-     _index("industry")),
+    (
+        "name",
+        "domain",
+        "website",
+        "industry",
+        "company_size",
+        "employee_count",
+        "headquarters",
+        "founded_year",
+        "description",
+        "funding_stage",
+        "annual_revenue",
+        "linkedin_url",
+        "extra",
+    ),
+    (_index("name"), _index("domain", unique=True, partialFilterExpression=_HAS_DOMAIN), _index("industry")),
     natural_keys=(("domain",),),
 )
 PERSONAS = Collection(
     "personas",
-    ("full_name", "email", "title", "seniority", "department", "decision_authority",
-     "linkedin_url", "location", "bio", "extra"),
-    (_index("full_name"), _index("email", unique=True, sparse=True),
-     _index("linkedin_url", unique=True, sparse=True)),
+    (
+        "full_name",
+        "email",
+        "title",
+        "seniority",
+        "department",
+        "decision_authority",
+        "linkedin_url",
+        "location",
+        "bio",
+        "extra",
+    ),
+    (_index("full_name"), _index("email", unique=True, sparse=True), _index("linkedin_url", unique=True, sparse=True)),
     natural_keys=(("email",), ("linkedin_url",)),
 )
 LEADS = Collection(
     "leads",
-    ("name", "title", "email", "company_id", "persona_id", "status", "legacy_lead_id",
-     "created_at", "updated_at", "extra"),
-    (_index("company_id"), _index("persona_id"), _index("status"),
-     _index("legacy_lead_id", unique=True, sparse=True)),
+    (
+        "name",
+        "title",
+        "email",
+        "company_id",
+        "persona_id",
+        "status",
+        "legacy_lead_id",
+        "created_at",
+        "updated_at",
+        "extra",
+    ),
+    (_index("company_id"), _index("persona_id"), _index("status"), _index("legacy_lead_id", unique=True, sparse=True)),
     references={"company_id": "companies", "persona_id": "personas"},
     natural_keys=(("legacy_lead_id",),),
 )
@@ -83,8 +113,7 @@ DETECTED_SIGNALS = Collection(
 )
 ICP_SCORES = Collection(
     "icp_scores",
-    ("lead_id", "icp_score", "fit_tier", "score_breakdown", "scored_at", "model_version",
-     "rationale", "extra"),
+    ("lead_id", "icp_score", "fit_tier", "score_breakdown", "scored_at", "model_version", "rationale", "extra"),
     (_index("lead_id"), _index("fit_tier")),
     references={"lead_id": "leads"},
 )
@@ -95,16 +124,18 @@ ICP_FACTOR_BREAKDOWNS = Collection(
     references={"icp_score_id": "icp_scores"},
 )
 
-# Load order: referenced collections first, so a reader never meets a dangling id.
+# In the contract's load order (COLLECTION_NAMES): referenced collections first.
 COLLECTIONS: dict[str, Collection] = {
     c.name: c
-    for c in (COMPANIES, PERSONAS, LEADS, TECHNOGRAPHICS, RESEARCH_RUNS, CITATIONS,
-              DETECTED_SIGNALS, ICP_SCORES, ICP_FACTOR_BREAKDOWNS)
+    for c in (
+        COMPANIES,
+        PERSONAS,
+        LEADS,
+        TECHNOGRAPHICS,
+        RESEARCH_RUNS,
+        CITATIONS,
+        DETECTED_SIGNALS,
+        ICP_SCORES,
+        ICP_FACTOR_BREAKDOWNS,
+    )
 }
-
-REJECTS_COLLECTION = "migration_rejects"
-
-STATUSES = ("uploaded", "researched", "icp_scored")
-FIT_TIERS = ("A", "B", "C", "D")
-LEVELS = ("High", "Medium", "Low")  # technographic confidence, signal strength, research confidence
-DEFAULT_LEVEL = "Low"

@@ -4,17 +4,17 @@ reading the normalized result, so that each test case stays a few readable lines
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 from bson import ObjectId
 
-from leadnorm.extract import source_frame
-from leadnorm.normalize import normalize, normalize_batches
-from leadnorm.resolve import Normalized
-from leadnorm.split import Mentions, split_documents
+from leadnorm.steps.extract import source_frame
+from leadnorm.transform.normalize import normalize, normalize_batches
+from leadnorm.transform.resolve import Normalized
+from leadnorm.transform.split import Mentions, split_documents
 
-UTC = timezone.utc
+UTC = UTC
 MISSING = object()  # pass as a value to leave the key out of the document
 ID_EPOCH = datetime(2023, 1, 1, tzinfo=UTC)
 
@@ -33,8 +33,18 @@ def _without_missing(mapping: dict) -> dict:
     return {k: v for k, v in mapping.items() if v is not MISSING}
 
 
-def nested_lead(n: int = 1, *, name="Ann Lee", title="VP Sales", company="Acme", email="ann@acme.io",
-                lead_input=MISSING, research=MISSING, icp=MISSING, **fields) -> dict:
+def nested_lead(
+    n: int = 1,
+    *,
+    name="Ann Lee",
+    title="VP Sales",
+    company="Acme",
+    email="ann@acme.io",
+    lead_input=MISSING,
+    research=MISSING,
+    icp=MISSING,
+    **fields,
+) -> dict:
     """One nested lead. `lead_input` (any value) replaces the one built from name/title/
     company/email; `research`/`icp` are left out unless given; `fields` are further
     top-level fields (created_at, updated_at, status, unknown ones). MISSING drops a key."""
@@ -48,8 +58,14 @@ def research(company=MISSING, persona=MISSING, signals=MISSING, completed_at=MIS
     """A `research` object: CompanyProfile, PersonaProfile, DetectedSignals and a
     ResearchMeta built from `completed_at` and `meta` (model, citations, ...)."""
     meta = _without_missing({"completed_at_utc": completed_at, **meta})
-    return _without_missing({"CompanyProfile": company, "PersonaProfile": persona,
-                             "DetectedSignals": signals, "ResearchMeta": meta or MISSING})
+    return _without_missing(
+        {
+            "CompanyProfile": company,
+            "PersonaProfile": persona,
+            "DetectedSignals": signals,
+            "ResearchMeta": meta or MISSING,
+        }
+    )
 
 
 def split(*docs: dict) -> Mentions:
@@ -74,7 +90,7 @@ def run(*docs: dict) -> Normalized:
 
 def run_batches(docs: list[dict], size: int) -> Normalized:
     docs = copy.deepcopy(docs)
-    return normalize_batches([source_frame(docs[i:i + size]) for i in range(0, len(docs), size)])
+    return normalize_batches([source_frame(docs[i : i + size]) for i in range(0, len(docs), size)])
 
 
 def rows(result: Normalized, collection: str) -> list[dict]:

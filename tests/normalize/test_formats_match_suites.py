@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadnorm.clean import Warnings, normalize_domain, normalize_email, normalize_linkedin
+from leadnorm.transform.clean import Warnings, normalize_domain, normalize_email, normalize_linkedin
 
 SUITES = Path(__file__).resolve().parents[2] / "expectations"
 
@@ -37,8 +37,37 @@ NORMALIZERS = [
 ]
 
 # Text that looks like the real thing, with the dirt real data has, and any text at all.
-dirt = st.sampled_from(["", " ", "\t", "www.", "WWW.", "https://", "http://www.", "//", ":", ":8080", "/", "//x",
-                        "?q=1", "#f", ".", "..", "@", "_", "Ä", "é", "İ", "中", "😀", "\u00a0", "-", "%20", "in/"])
+dirt = st.sampled_from(
+    [
+        "",
+        " ",
+        "\t",
+        "www.",
+        "WWW.",
+        "https://",
+        "http://www.",
+        "//",
+        ":",
+        ":8080",
+        "/",
+        "//x",
+        "?q=1",
+        "#f",
+        ".",
+        "..",
+        "@",
+        "_",
+        "Ä",
+        "é",
+        "İ",
+        "中",
+        "😀",
+        "\u00a0",
+        "-",
+        "%20",
+        "in/",
+    ]
+)
 plausible = st.lists(st.one_of(dirt, st.from_regex(r"[A-Za-z0-9]{1,6}", fullmatch=True)), max_size=8).map("".join)
 any_text = st.one_of(plausible, st.text(max_size=30))
 

@@ -8,19 +8,20 @@ recency ties and rejects all actually happen."""
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadnorm.normalize import normalize_batches
+from leadnorm.transform.normalize import normalize_batches
 
 from .leads import at, oid, rows, run, run_batches, sorted_records
 
 DOMAINS = ["acme.io", "globex.com", "initech.net"]
 COMPANY_NAMES = ["Acme", "Globex"]  # fewer names than domains: one name, several domains
-PEOPLE = [("Ann Lee", "ann@acme.io", "linkedin.com/in/ann"),
-          ("Bob Stone", "bob@globex.com", "linkedin.com/in/bob"),
-          ("Cy Park", "cy@initech.net", "linkedin.com/in/cy")]
+PEOPLE = [
+    ("Ann Lee", "ann@acme.io", "linkedin.com/in/ann"),
+    ("Bob Stone", "bob@globex.com", "linkedin.com/in/bob"),
+    ("Cy Park", "cy@initech.net", "linkedin.com/in/cy"),
+]
 DATES = [None, at(1), at(1), at(2), "2024-01-03T00:00:00Z", "2024-01-02T00:00:00+00:00", "not a date"]
 
 
@@ -29,8 +30,15 @@ def forms(*variants):
     return lambda value: st.sampled_from([variant(value) for variant in variants])
 
 
-domain_form = forms(str, str.upper, lambda d: f"https://www.{d}/about", lambda d: f"{d.upper()}.",
-                    lambda d: f"www.{d}:8080", lambda d: f" {d} ", lambda d: f"{d}/path?q")
+domain_form = forms(
+    str,
+    str.upper,
+    lambda d: f"https://www.{d}/about",
+    lambda d: f"{d.upper()}.",
+    lambda d: f"www.{d}:8080",
+    lambda d: f" {d} ",
+    lambda d: f"{d}/path?q",
+)
 name_form = forms(str, str.upper, lambda n: f"  {n.lower()} ", lambda n: f"{n}\t")
 email_form = forms(str, str.upper, lambda e: f" {e} ", lambda e: e.capitalize())
 linkedin_form = forms(str, lambda u: f"https://www.{u}/", lambda u: f"HTTP://{u.upper()}?trk=x", lambda u: f"www.{u}")
@@ -54,10 +62,17 @@ def company_profiles(draw):
         profile["domain"] = "n/a"
     profile["industry"] = draw(st.sampled_from([None, "", "SaaS", "Fintech"]))
     profile["employee_count"] = draw(st.sampled_from([None, 10, "250", "n/a"]))
-    profile["technographics"] = draw(st.sampled_from([
-        None, "Salesforce", ["Salesforce", "salesforce "], ["HubSpot", {"name": "SALESFORCE", "category": "CRM"}],
-        [{"name": "Slack", "category": "Chat", "confidence": "high"}, {"name": "slack", "confidence": "bogus"}],
-    ]))
+    profile["technographics"] = draw(
+        st.sampled_from(
+            [
+                None,
+                "Salesforce",
+                ["Salesforce", "salesforce "],
+                ["HubSpot", {"name": "SALESFORCE", "category": "CRM"}],
+                [{"name": "Slack", "category": "Chat", "confidence": "high"}, {"name": "slack", "confidence": "bogus"}],
+            ]
+        )
+    )
     if draw(maybe()):
         profile["ticker"] = draw(st.sampled_from(["ACM", "GLX", None]))
     return profile
@@ -67,9 +82,11 @@ def company_profiles(draw):
 def person(draw):
     """(name, email, linkedin) forms of one of the pool's people; any part may be absent."""
     name, email, linkedin = draw(st.sampled_from(PEOPLE))
-    return (draw(st.one_of(st.none(), name_form(name))),
-            draw(st.one_of(st.none(), st.just("not-an-email"), email_form(email))),
-            draw(st.one_of(st.none(), linkedin_form(linkedin))))
+    return (
+        draw(st.one_of(st.none(), name_form(name))),
+        draw(st.one_of(st.none(), st.just("not-an-email"), email_form(email))),
+        draw(st.one_of(st.none(), linkedin_form(linkedin))),
+    )
 
 
 @st.composite
@@ -104,16 +121,31 @@ def lead_docs(draw):
         doc["research"] = {
             "CompanyProfile": draw(often().flatmap(lambda present: company_profiles() if present else st.none())),
             "PersonaProfile": persona,
-            "DetectedSignals": draw(st.sampled_from([None, {"type": "hiring", "strength": "HIGH"},
-                                                     [{"type": "funding"}, {"type": "hiring", "detected_at": "x"}]])),
-            "ResearchMeta": {"completed_at_utc": draw(st.sampled_from(DATES)),
-                             "citations": draw(st.sampled_from([None, [{"url": "u"}], {"url": "v"}]))},
+            "DetectedSignals": draw(
+                st.sampled_from(
+                    [
+                        None,
+                        {"type": "hiring", "strength": "HIGH"},
+                        [{"type": "funding"}, {"type": "hiring", "detected_at": "x"}],
+                    ]
+                )
+            ),
+            "ResearchMeta": {
+                "completed_at_utc": draw(st.sampled_from(DATES)),
+                "citations": draw(st.sampled_from([None, [{"url": "u"}], {"url": "v"}])),
+            },
         }
     if draw(maybe()):
-        doc["icp"] = {"icp_score": draw(st.sampled_from([50, "82", "n/a", 140, None])),
-                      "fit_tier": draw(st.sampled_from(["A", "tier b", "E", None])),
-                      "score_breakdown": {"fit": {"score": draw(st.sampled_from([10, "20", "x"])),
-                                                  "factors": ["big", {"name": "saas", "points": 5}]}}}
+        doc["icp"] = {
+            "icp_score": draw(st.sampled_from([50, "82", "n/a", 140, None])),
+            "fit_tier": draw(st.sampled_from(["A", "tier b", "E", None])),
+            "score_breakdown": {
+                "fit": {
+                    "score": draw(st.sampled_from([10, "20", "x"])),
+                    "factors": ["big", {"name": "saas", "points": 5}],
+                }
+            },
+        }
     if draw(maybe()):
         doc["crm_owner"] = draw(st.sampled_from([None, "bob", 7]))
     return doc

@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 
 from pymongo.database import Database
 
-from leadnorm.config import SOURCE_COLLECTION
-from leadnorm.extract import NESTED_LEAD
-from leadnorm.load import scope
-from leadnorm.mark import MIGRATED
-from leadnorm.resolve import Normalized
-from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
+from leadnorm.contract import MIGRATED, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.schema import COLLECTIONS
+from leadnorm.steps.load import scope
+from leadnorm.transform.resolve import Normalized
 
 
 @dataclass
@@ -36,36 +34,43 @@ class VerifyReport:
     nested: int = 0
     migrated: int = 0
     rejected: int = 0
-    unaccounted: int = 0            # neither marked nor rejected
+    unaccounted: int = 0  # neither marked nor rejected
     marked_and_rejected: int = 0
     collections: dict[str, CollectionCheck] = field(default_factory=dict)
     dangling: dict[str, int] = field(default_factory=dict)  # "leads.company_id" -> count
 
     @property
     def reconciled(self) -> bool:
-        return (self.unaccounted == 0 and self.marked_and_rejected == 0
-                and self.nested == self.migrated + self.rejected)
+        return self.unaccounted == 0 and self.marked_and_rejected == 0 and self.nested == self.migrated + self.rejected
 
     @property
     def ok(self) -> bool:
-        return (self.reconciled and all(c.ok for c in self.collections.values())
-                and not any(self.dangling.values()))
+        return self.reconciled and all(c.ok for c in self.collections.values()) and not any(self.dangling.values())
 
     def problems(self) -> list[str]:
         found = []
         if not self.reconciled:
-            found.append(f"nested leads {self.nested} != migrated {self.migrated} + rejected {self.rejected} "
-                         f"({self.unaccounted} unaccounted, {self.marked_and_rejected} both)")
-        found += [f"{name}: expected {c.expected}, found {c.actual}, missing {c.missing}"
-                  for name, c in self.collections.items() if not c.ok]
+            found.append(
+                f"nested leads {self.nested} != migrated {self.migrated} + rejected {self.rejected} "
+                f"({self.unaccounted} unaccounted, {self.marked_and_rejected} both)"
+            )
+        found += [
+            f"{name}: expected {c.expected}, found {c.actual}, missing {c.missing}"
+            for name, c in self.collections.items()
+            if not c.ok
+        ]
         found += [f"{ref}: {count} references resolve to nothing" for ref, count in self.dangling.items() if count]
         return found
 
     def render(self) -> str:
-        lines = [f"verify: {'OK' if self.ok else 'FAILED'}",
-                 f"  nested leads {self.nested} = migrated {self.migrated} + rejected {self.rejected}"]
-        lines += [f"  {name:<22} expected {c.expected:>8}  actual {c.actual:>8}  missing {c.missing:>6}"
-                  for name, c in self.collections.items()]
+        lines = [
+            f"verify: {'OK' if self.ok else 'FAILED'}",
+            f"  nested leads {self.nested} = migrated {self.migrated} + rejected {self.rejected}",
+        ]
+        lines += [
+            f"  {name:<22} expected {c.expected:>8}  actual {c.actual:>8}  missing {c.missing:>6}"
+            for name, c in self.collections.items()
+        ]
         lines += [f"  problem: {p}" for p in self.problems()]
         return "\n".join(lines)
 
@@ -76,8 +81,7 @@ def _ids(db: Database, collection: str) -> set:
 
 def verify(db: Database, expected: Normalized) -> VerifyReport:
     report = VerifyReport()
-    nested = {doc["_id"]: doc.get(MIGRATED) is True
-              for doc in db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1})}
+    nested = {doc["_id"]: doc.get(MIGRATED) is True for doc in db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1})}
     rejected = _ids(db, REJECTS_COLLECTION) & nested.keys()
     migrated = {k for k, marked in nested.items() if marked}
     report.nested, report.migrated, report.rejected = len(nested), len(migrated), len(rejected)

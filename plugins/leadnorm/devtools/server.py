@@ -18,7 +18,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from leadnorm.config import ConfigError, state_dir
+from leadnorm.config import state_dir
+from leadnorm.errors import ConfigError
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -81,9 +82,20 @@ def spawn(data_dir: Path, port: int | None = None, log_file: Path | None = None)
     log_file = log_file or data_dir.parent / "mongo.log"
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
-            [_secantusd(), "--host", "127.0.0.1", "--port", str(port),
-             "--storage-path", str(data_dir), "--log-level", "WARNING"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                _secantusd(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(data_dir),
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     uri = f"mongodb://127.0.0.1:{port}"

@@ -13,13 +13,8 @@ import pandas as pd
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 
-from leadnorm.config import SOURCE_COLLECTION
-from leadnorm.extract import NESTED_LEAD
-from leadnorm.progress import Progress
-from leadnorm.schema import REJECTS_COLLECTION
-
-MIGRATED = "_migrated"
-MIGRATED_LEAD_ID = "_migrated_lead_id"
+from leadnorm.contract import MIGRATED, MIGRATED_LEAD_ID, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.steps.progress import Progress
 
 
 @dataclass
@@ -35,11 +30,10 @@ class MarkResult:
 
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False,
-                  batch_size: int = 1000) -> MarkResult:
+def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False, batch_size: int = 1000) -> MarkResult:
     """Set `_migrated: true` and `_migrated_lead_id` on each migrated source lead."""
     new_id = dict(zip(leads["legacy_lead_id"], leads["_id"]))
     result = MarkResult()
@@ -62,11 +56,9 @@ def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False,
     return result
 
 
-def write_rejects(db: Database, rejects: pd.DataFrame, result: MarkResult, *,
-                  dry_run: bool = False) -> MarkResult:
+def write_rejects(db: Database, rejects: pd.DataFrame, result: MarkResult, *, dry_run: bool = False) -> MarkResult:
     """Make `migration_rejects` hold exactly this run's rejects: `_id` and `reason`."""
-    wanted = {row["_id"]: {"_id": row["_id"], "reason": row["reject_reason"]}
-              for row in rejects.to_dict("records")}
+    wanted = {row["_id"]: {"_id": row["_id"], "reason": row["reject_reason"]} for row in rejects.to_dict("records")}
     writes = []
     for doc in db[REJECTS_COLLECTION].find({}):
         want = wanted.pop(doc["_id"], None)

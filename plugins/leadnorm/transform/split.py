@@ -14,45 +14,70 @@ from dataclasses import dataclass, field, fields
 import pandas as pd
 from bson import ObjectId
 
-from leadnorm.clean import (
-    Warnings, name_key, normalize_domain, normalize_email, normalize_linkedin, read_datetime,
-    read_fit_tier, read_level, read_list, read_number, read_object, read_text, unknown_fields,
+from leadnorm.contract import DEFAULT_LEVEL, REJECT_NO_IDENTITY, REJECT_NOT_OBJECT
+from leadnorm.schema import COLLECTIONS
+from leadnorm.transform.clean import (
+    Warnings,
+    name_key,
+    normalize_domain,
+    normalize_email,
+    normalize_linkedin,
+    read_datetime,
+    read_fit_tier,
+    read_level,
+    read_list,
+    read_number,
+    read_object,
+    read_text,
+    unknown_fields,
 )
-from leadnorm.ids import derived_id, lead_id
-from leadnorm.schema import COLLECTIONS, DEFAULT_LEVEL
+from leadnorm.transform.ids import derived_id, lead_id
 
-LEAD_FIELDS = frozenset({"_id", "lead_input", "research", "icp", "status", "created_at",
-                         "updated_at", "_migrated", "_migrated_lead_id"})
+LEAD_FIELDS = frozenset(
+    {"_id", "lead_input", "research", "icp", "status", "created_at", "updated_at", "_migrated", "_migrated_lead_id"}
+)
 LEAD_INPUT_FIELDS = frozenset({"name", "title", "company", "email", "linkedin_url"})
 RESEARCH_FIELDS = frozenset({"CompanyProfile", "PersonaProfile", "DetectedSignals", "ResearchMeta"})
-COMPANY_FIELDS = frozenset({"name", "domain", "website", "industry", "company_size", "employee_count",
-                            "headquarters", "founded_year", "description", "funding_stage",
-                            "annual_revenue", "linkedin_url", "technographics"})
-PERSONA_FIELDS = frozenset({"full_name", "email", "title", "seniority", "department",
-                            "decision_authority", "linkedin_url", "location", "bio"})
-META_FIELDS = frozenset({"run_id", "model", "started_at_utc", "completed_at_utc", "duration_ms",
-                         "confidence", "citations"})
+COMPANY_FIELDS = frozenset(
+    {
+        "name",
+        "domain",
+        "website",
+        "industry",
+        "company_size",
+        "employee_count",
+        "headquarters",
+        "founded_year",
+        "description",
+        "funding_stage",
+        "annual_revenue",
+        "linkedin_url",
+        "technographics",
+    }
+)
+PERSONA_FIELDS = frozenset(
+    {"full_name", "email", "title", "seniority", "department", "decision_authority", "linkedin_url", "location", "bio"}
+)
+META_FIELDS = frozenset(
+    {"run_id", "model", "started_at_utc", "completed_at_utc", "duration_ms", "confidence", "citations"}
+)
 TECH_FIELDS = frozenset({"name", "category", "confidence"})
 CITATION_FIELDS = frozenset({"source_name", "url", "accessed_at_utc"})
 SIGNAL_FIELDS = frozenset({"type", "signal", "strength", "detected_at", "source_url"})
-ICP_FIELDS = frozenset({"icp_score", "fit_tier", "score_breakdown", "scored_at", "model_version",
-                        "rationale"})
+ICP_FIELDS = frozenset({"icp_score", "fit_tier", "score_breakdown", "scored_at", "model_version", "rationale"})
 CATEGORY_FIELDS = frozenset({"score", "max_score", "factors"})
-
-REJECT_NOT_OBJECT = "lead_input is not an object"
-REJECT_NO_IDENTITY = "lead_input has neither a name nor a readable email"
 
 
 @dataclass
 class Mentions:
     """What one batch (or several, concatenated) yields before deduplication."""
 
-    outcomes: pd.DataFrame            # _id, outcome (migrated|rejected), reject_reason
-    leads: pd.DataFrame               # leads columns but company_id/persona_id
-    company_mentions: pd.DataFrame    # legacy_lead_id, recency, domain, name_key, company fields
-    tech_mentions: pd.DataFrame       # legacy_lead_id, recency, name_key, technographic fields
-    persona_mentions: pd.DataFrame    # legacy_lead_id, recency, email, linkedin_url, name_key, ...
-    research_runs: pd.DataFrame       # research_runs columns but company_id/persona_id, + legacy_lead_id
+    outcomes: pd.DataFrame  # _id, outcome (migrated|rejected), reject_reason
+    leads: pd.DataFrame  # leads columns but company_id/persona_id
+    company_mentions: pd.DataFrame  # legacy_lead_id, recency, domain, name_key, company fields
+    tech_mentions: pd.DataFrame  # legacy_lead_id, recency, name_key, technographic fields
+    persona_mentions: pd.DataFrame  # legacy_lead_id, recency, email, linkedin_url, name_key, ...
+    research_runs: pd.DataFrame  # research_runs columns but company_id/persona_id, + legacy_lead_id
     citations: pd.DataFrame
     detected_signals: pd.DataFrame
     icp_scores: pd.DataFrame
@@ -60,10 +85,11 @@ class Mentions:
     warnings: Warnings = field(default_factory=Warnings)
 
     @classmethod
-    def concat(cls, parts: list["Mentions"]) -> "Mentions":
+    def concat(cls, parts: list[Mentions]) -> Mentions:
         frames = {
             f.name: pd.concat([getattr(p, f.name) for p in parts], ignore_index=True)
-            for f in fields(cls) if f.name != "warnings"
+            for f in fields(cls)
+            if f.name != "warnings"
         }
         total = Warnings()
         for part in parts:
@@ -71,8 +97,13 @@ class Mentions:
         return cls(**frames, warnings=total)
 
 
-_COMPANY_MENTION_COLUMNS = ["legacy_lead_id", "recency", "domain", "name_key",
-                            *(c for c in COLLECTIONS["companies"].fields if c != "domain")]
+_COMPANY_MENTION_COLUMNS = [
+    "legacy_lead_id",
+    "recency",
+    "domain",
+    "name_key",
+    *(c for c in COLLECTIONS["companies"].fields if c != "domain"),
+]
 _TECH_MENTION_COLUMNS = ["legacy_lead_id", "recency", "name_key", "name", "category", "confidence", "extra"]
 _PERSONA_MENTION_COLUMNS = ["legacy_lead_id", "recency", "name_key", *COLLECTIONS["personas"].fields]
 _LEAD_COLUMNS = [c for c in COLLECTIONS["leads"].columns if c not in ("company_id", "persona_id")]
@@ -105,9 +136,21 @@ class _Batch:
 
     def __init__(self) -> None:
         self.warnings = Warnings()
-        self.rows: dict[str, list[dict]] = {name: [] for name in (
-            "outcomes", "leads", "company_mentions", "tech_mentions", "persona_mentions",
-            "research_runs", "citations", "detected_signals", "icp_scores", "icp_factor_breakdowns")}
+        self.rows: dict[str, list[dict]] = {
+            name: []
+            for name in (
+                "outcomes",
+                "leads",
+                "company_mentions",
+                "tech_mentions",
+                "persona_mentions",
+                "research_runs",
+                "citations",
+                "detected_signals",
+                "icp_scores",
+                "icp_factor_breakdowns",
+            )
+        }
 
     def add(self, doc: dict) -> None:
         legacy = doc["_id"]
@@ -120,8 +163,9 @@ class _Batch:
             name = read_text(lead_input.get("name"), "leads.name", identity)
             email = normalize_email(lead_input.get("email"), "leads.email", identity)
             reason = None if name or email else REJECT_NO_IDENTITY
-        self.rows["outcomes"].append({"_id": legacy, "outcome": "rejected" if reason else "migrated",
-                                      "reject_reason": reason})
+        self.rows["outcomes"].append(
+            {"_id": legacy, "outcome": "rejected" if reason else "migrated", "reject_reason": reason}
+        )
         if reason:
             return
 
@@ -143,17 +187,19 @@ class _Batch:
         input_extra = unknown_fields(lead_input, LEAD_INPUT_FIELDS)
         if input_extra:
             extra["lead_input"] = input_extra
-        self.rows["leads"].append({
-            "_id": new_id,
-            "name": name or "",
-            "title": read_text(lead_input.get("title"), "leads.title", w) or "",
-            "email": email or "",
-            "status": "icp_scored" if icp else "researched" if research else "uploaded",
-            "legacy_lead_id": legacy,
-            "created_at": created,
-            "updated_at": updated,
-            "extra": _or_none(extra),
-        })
+        self.rows["leads"].append(
+            {
+                "_id": new_id,
+                "name": name or "",
+                "title": read_text(lead_input.get("title"), "leads.title", w) or "",
+                "email": email or "",
+                "status": "icp_scored" if icp else "researched" if research else "uploaded",
+                "legacy_lead_id": legacy,
+                "created_at": created,
+                "updated_at": updated,
+                "extra": _or_none(extra),
+            }
+        )
 
         profile = read_object(research.get("CompanyProfile"), "companies", w) if research else {}
         self._company(legacy, recency, profile, lead_input)
@@ -167,33 +213,42 @@ class _Batch:
 
     def _company(self, legacy, recency, profile: dict, lead_input: dict) -> None:
         w = self.warnings
-        name = read_text(profile.get("name"), "companies.name", w) or \
-            read_text(lead_input.get("company"), "companies.name", w)
-        domain = normalize_domain(profile.get("domain"), "companies.domain", w) or \
-            normalize_domain(profile.get("website"), "companies.website", Warnings())
+        name = read_text(profile.get("name"), "companies.name", w) or read_text(
+            lead_input.get("company"), "companies.name", w
+        )
+        domain = normalize_domain(profile.get("domain"), "companies.domain", w) or normalize_domain(
+            profile.get("website"), "companies.website", Warnings()
+        )
         if name is None and domain is None and not profile:
             return
         headquarters, headquarters_extra = _headquarters(profile.get("headquarters"), w)
         extra = unknown_fields(profile, COMPANY_FIELDS)
         if headquarters_extra:
             extra["headquarters"] = headquarters_extra
-        self.rows["company_mentions"].append({
-            "legacy_lead_id": legacy, "recency": recency, "domain": domain, "name_key": name_key(name),
-            "name": name,
-            "website": read_text(profile.get("website"), "companies.website", w),
-            "industry": read_text(profile.get("industry"), "companies.industry", w),
-            "company_size": read_text(profile.get("company_size"), "companies.company_size", w),
-            "employee_count": read_number(profile.get("employee_count"), "companies.employee_count", w,
-                                          lo=0, integer=True),
-            "headquarters": headquarters,
-            "founded_year": read_number(profile.get("founded_year"), "companies.founded_year", w,
-                                        lo=1600, hi=2100, integer=True),
-            "description": read_text(profile.get("description"), "companies.description", w),
-            "funding_stage": read_text(profile.get("funding_stage"), "companies.funding_stage", w),
-            "annual_revenue": read_text(profile.get("annual_revenue"), "companies.annual_revenue", w),
-            "linkedin_url": normalize_linkedin(profile.get("linkedin_url"), "companies.linkedin_url", w),
-            "extra": _or_none(extra),
-        })
+        self.rows["company_mentions"].append(
+            {
+                "legacy_lead_id": legacy,
+                "recency": recency,
+                "domain": domain,
+                "name_key": name_key(name),
+                "name": name,
+                "website": read_text(profile.get("website"), "companies.website", w),
+                "industry": read_text(profile.get("industry"), "companies.industry", w),
+                "company_size": read_text(profile.get("company_size"), "companies.company_size", w),
+                "employee_count": read_number(
+                    profile.get("employee_count"), "companies.employee_count", w, lo=0, integer=True
+                ),
+                "headquarters": headquarters,
+                "founded_year": read_number(
+                    profile.get("founded_year"), "companies.founded_year", w, lo=1600, hi=2100, integer=True
+                ),
+                "description": read_text(profile.get("description"), "companies.description", w),
+                "funding_stage": read_text(profile.get("funding_stage"), "companies.funding_stage", w),
+                "annual_revenue": read_text(profile.get("annual_revenue"), "companies.annual_revenue", w),
+                "linkedin_url": normalize_linkedin(profile.get("linkedin_url"), "companies.linkedin_url", w),
+                "extra": _or_none(extra),
+            }
+        )
         for tech in read_list(profile.get("technographics"), "technographics", w):
             tech = {"name": tech} if isinstance(tech, str) else tech
             if not isinstance(tech, dict):
@@ -202,13 +257,17 @@ class _Batch:
             tech_name = read_text(tech.get("name"), "technographics.name", w)
             if tech_name is None:
                 continue
-            self.rows["tech_mentions"].append({
-                "legacy_lead_id": legacy, "recency": recency, "name_key": name_key(tech_name),
-                "name": tech_name,
-                "category": read_text(tech.get("category"), "technographics.category", w),
-                "confidence": read_level(tech.get("confidence"), "technographics.confidence", w),
-                "extra": _or_none(unknown_fields(tech, TECH_FIELDS)),
-            })
+            self.rows["tech_mentions"].append(
+                {
+                    "legacy_lead_id": legacy,
+                    "recency": recency,
+                    "name_key": name_key(tech_name),
+                    "name": tech_name,
+                    "category": read_text(tech.get("category"), "technographics.category", w),
+                    "confidence": read_level(tech.get("confidence"), "technographics.confidence", w),
+                    "extra": _or_none(unknown_fields(tech, TECH_FIELDS)),
+                }
+            )
 
     def _persona(self, legacy, recency, profile: dict, lead_input: dict) -> None:
         w = self.warnings
@@ -220,21 +279,25 @@ class _Batch:
             return value
 
         full_name = text("full_name", "name")
-        self.rows["persona_mentions"].append({
-            "legacy_lead_id": legacy, "recency": recency, "name_key": name_key(full_name),
-            "full_name": full_name,
-            "email": normalize_email(profile.get("email"), "personas.email", w)
-            or normalize_email(lead_input.get("email"), "personas.email", Warnings()),
-            "title": text("title", "title"),
-            "seniority": text("seniority"),
-            "department": text("department"),
-            "decision_authority": text("decision_authority"),
-            "linkedin_url": normalize_linkedin(profile.get("linkedin_url"), "personas.linkedin_url", w)
-            or normalize_linkedin(lead_input.get("linkedin_url"), "personas.linkedin_url", w),
-            "location": text("location"),
-            "bio": text("bio"),
-            "extra": _or_none(unknown_fields(profile, PERSONA_FIELDS)),
-        })
+        self.rows["persona_mentions"].append(
+            {
+                "legacy_lead_id": legacy,
+                "recency": recency,
+                "name_key": name_key(full_name),
+                "full_name": full_name,
+                "email": normalize_email(profile.get("email"), "personas.email", w)
+                or normalize_email(lead_input.get("email"), "personas.email", Warnings()),
+                "title": text("title", "title"),
+                "seniority": text("seniority"),
+                "department": text("department"),
+                "decision_authority": text("decision_authority"),
+                "linkedin_url": normalize_linkedin(profile.get("linkedin_url"), "personas.linkedin_url", w)
+                or normalize_linkedin(lead_input.get("linkedin_url"), "personas.linkedin_url", w),
+                "location": text("location"),
+                "bio": text("bio"),
+                "extra": _or_none(unknown_fields(profile, PERSONA_FIELDS)),
+            }
+        )
 
     def _research_run(self, legacy, new_lead_id, research: dict, meta: dict, completed) -> ObjectId:
         w = self.warnings
@@ -252,23 +315,29 @@ class _Batch:
         meta_extra = unknown_fields(meta, META_FIELDS)
         if meta_extra:
             extra["ResearchMeta"] = meta_extra
-        self.rows["research_runs"].append({
-            "_id": run_id, "lead_id": new_lead_id, "legacy_lead_id": legacy,
-            "research_meta": {k: v for k, v in research_meta.items() if v is not None},
-            "extra": _or_none(extra),
-        })
+        self.rows["research_runs"].append(
+            {
+                "_id": run_id,
+                "lead_id": new_lead_id,
+                "legacy_lead_id": legacy,
+                "research_meta": {k: v for k, v in research_meta.items() if v is not None},
+                "extra": _or_none(extra),
+            }
+        )
         for i, citation in enumerate(read_list(meta.get("citations"), "citations", w)):
             if not isinstance(citation, dict):
                 w.unreadable("citations")
                 continue
-            self.rows["citations"].append({
-                "_id": derived_id("citation", legacy, i), "research_run_id": run_id,
-                "source_name": read_text(citation.get("source_name"), "citations.source_name", w) or "",
-                "url": read_text(citation.get("url"), "citations.url", w) or "",
-                "accessed_at_utc": read_datetime(citation.get("accessed_at_utc"),
-                                                 "citations.accessed_at_utc", w),
-                "extra": _or_none(unknown_fields(citation, CITATION_FIELDS)),
-            })
+            self.rows["citations"].append(
+                {
+                    "_id": derived_id("citation", legacy, i),
+                    "research_run_id": run_id,
+                    "source_name": read_text(citation.get("source_name"), "citations.source_name", w) or "",
+                    "url": read_text(citation.get("url"), "citations.url", w) or "",
+                    "accessed_at_utc": read_datetime(citation.get("accessed_at_utc"), "citations.accessed_at_utc", w),
+                    "extra": _or_none(unknown_fields(citation, CITATION_FIELDS)),
+                }
+            )
         return run_id
 
     def _signals(self, legacy, new_lead_id, run_id, signals) -> None:
@@ -277,17 +346,19 @@ class _Batch:
             if not isinstance(signal, dict):
                 w.unreadable("detected_signals")
                 continue
-            self.rows["detected_signals"].append({
-                "_id": derived_id("detected_signal", legacy, i), "lead_id": new_lead_id,
-                "research_run_id": run_id,
-                "type": read_text(signal.get("type"), "detected_signals.type", w) or "",
-                "signal": read_text(signal.get("signal"), "detected_signals.signal", w) or "",
-                "strength": read_level(signal.get("strength"), "detected_signals.strength", w)
-                or DEFAULT_LEVEL,
-                "detected_at": read_datetime(signal.get("detected_at"), "detected_signals.detected_at", w),
-                "source_url": read_text(signal.get("source_url"), "detected_signals.source_url", w) or "",
-                "extra": _or_none(unknown_fields(signal, SIGNAL_FIELDS)),
-            })
+            self.rows["detected_signals"].append(
+                {
+                    "_id": derived_id("detected_signal", legacy, i),
+                    "lead_id": new_lead_id,
+                    "research_run_id": run_id,
+                    "type": read_text(signal.get("type"), "detected_signals.type", w) or "",
+                    "signal": read_text(signal.get("signal"), "detected_signals.signal", w) or "",
+                    "strength": read_level(signal.get("strength"), "detected_signals.strength", w) or DEFAULT_LEVEL,
+                    "detected_at": read_datetime(signal.get("detected_at"), "detected_signals.detected_at", w),
+                    "source_url": read_text(signal.get("source_url"), "detected_signals.source_url", w) or "",
+                    "extra": _or_none(unknown_fields(signal, SIGNAL_FIELDS)),
+                }
+            )
 
     def _icp(self, legacy, new_lead_id, icp: dict) -> None:
         w = self.warnings
@@ -306,24 +377,31 @@ class _Batch:
                     factors.append(factor)
                 else:
                     w.unreadable("icp_factor_breakdowns.factors")
-            self.rows["icp_factor_breakdowns"].append({
-                "_id": derived_id("icp_factor_breakdown", legacy, category), "icp_score_id": score_id,
-                "category": category, "score": score,
-                "max_score": read_number(detail.get("max_score"), "icp_factor_breakdowns.max_score", w,
-                                         lo=0) or 0.0,
-                "factors": factors,
-                "extra": _or_none(unknown_fields(detail, CATEGORY_FIELDS)),
-            })
-        self.rows["icp_scores"].append({
-            "_id": score_id, "lead_id": new_lead_id,
-            "icp_score": read_number(icp.get("icp_score"), "icp_scores.icp_score", w, lo=0, hi=100) or 0.0,
-            "fit_tier": read_fit_tier(icp.get("fit_tier"), "icp_scores.fit_tier", w) or "",
-            "score_breakdown": scores,
-            "scored_at": read_datetime(icp.get("scored_at"), "icp_scores.scored_at", w),
-            "model_version": read_text(icp.get("model_version"), "icp_scores.model_version", w) or "",
-            "rationale": read_text(icp.get("rationale"), "icp_scores.rationale", w) or "",
-            "extra": _or_none(unknown_fields(icp, ICP_FIELDS)),
-        })
+            self.rows["icp_factor_breakdowns"].append(
+                {
+                    "_id": derived_id("icp_factor_breakdown", legacy, category),
+                    "icp_score_id": score_id,
+                    "category": category,
+                    "score": score,
+                    "max_score": read_number(detail.get("max_score"), "icp_factor_breakdowns.max_score", w, lo=0)
+                    or 0.0,
+                    "factors": factors,
+                    "extra": _or_none(unknown_fields(detail, CATEGORY_FIELDS)),
+                }
+            )
+        self.rows["icp_scores"].append(
+            {
+                "_id": score_id,
+                "lead_id": new_lead_id,
+                "icp_score": read_number(icp.get("icp_score"), "icp_scores.icp_score", w, lo=0, hi=100) or 0.0,
+                "fit_tier": read_fit_tier(icp.get("fit_tier"), "icp_scores.fit_tier", w) or "",
+                "score_breakdown": scores,
+                "scored_at": read_datetime(icp.get("scored_at"), "icp_scores.scored_at", w),
+                "model_version": read_text(icp.get("model_version"), "icp_scores.model_version", w) or "",
+                "rationale": read_text(icp.get("rationale"), "icp_scores.rationale", w) or "",
+                "extra": _or_none(unknown_fields(icp, ICP_FIELDS)),
+            }
+        )
 
     def mentions(self) -> Mentions:
         r = self.rows
@@ -337,8 +415,7 @@ class _Batch:
             citations=_frame(r["citations"], COLLECTIONS["citations"].columns),
             detected_signals=_frame(r["detected_signals"], COLLECTIONS["detected_signals"].columns),
             icp_scores=_frame(r["icp_scores"], COLLECTIONS["icp_scores"].columns),
-            icp_factor_breakdowns=_frame(r["icp_factor_breakdowns"],
-                                         COLLECTIONS["icp_factor_breakdowns"].columns),
+            icp_factor_breakdowns=_frame(r["icp_factor_breakdowns"], COLLECTIONS["icp_factor_breakdowns"].columns),
             warnings=self.warnings,
         )
 
@@ -353,9 +430,7 @@ def split_documents(documents) -> Mentions:
 
 def split_batch(source: pd.DataFrame) -> Mentions:
     """Frames in, frames out: a source frame (one nested lead per row) into mention frames."""
-    return split_documents(
-        {k: v for k, v in row.items() if not _absent(v)} for row in source.to_dict("records")
-    )
+    return split_documents({k: v for k, v in row.items() if not _absent(v)} for row in source.to_dict("records"))
 
 
 def _absent(value) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -43,7 +43,8 @@ def _dump_collection(db: Database, name: str, folder: Path) -> dict:
         "options": info.get("options", {}),
     }
     (folder / f"{name}.metadata.json").write_text(
-        json_util.dumps(metadata, json_options=json_util.CANONICAL_JSON_OPTIONS))
+        json_util.dumps(metadata, json_options=json_util.CANONICAL_JSON_OPTIONS)
+    )
     return {"documents": count, "bytes": size, "sha256": digest.hexdigest()}
 
 
@@ -56,7 +57,7 @@ def _uuid_hex(uuid) -> str:
 
 def backup(db: Database, backup_dir: Path, collections: list[str]) -> Path:
     """Dump those of `collections` that exist; returns the backup folder."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = backup_dir / f"{db.name}-{stamp}"
     suffix = 1
     while folder.exists():
@@ -69,9 +70,10 @@ def backup(db: Database, backup_dir: Path, collections: list[str]) -> Path:
     manifest = {
         "database": db.name,
         "server": mask_uri(_server_address(db)),
-        "created_at": datetime.now(timezone.utc).isoformat(),
-        "collections": {name: _dump_collection(db, name, partial / db.name)
-                        for name in collections if name in existing},
+        "created_at": datetime.now(UTC).isoformat(),
+        "collections": {
+            name: _dump_collection(db, name, partial / db.name) for name in collections if name in existing
+        },
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
     partial.rename(folder)

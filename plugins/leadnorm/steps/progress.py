@@ -19,7 +19,14 @@ class Progress:
         rate = self.done / elapsed
         if self.total:
             eta = (self.total - self.done) / rate if rate else 0.0
-            log.info("%s: %d/%d docs (%.0f%%), %.0f docs/s, ETA %.0fs",
-                     self.step, self.done, self.total, 100 * self.done / self.total, rate, eta)
+            log.info(
+                "%s: %d/%d docs (%.0f%%), %.0f docs/s, ETA %.0fs",
+                self.step,
+                self.done,
+                self.total,
+                100 * self.done / self.total,
+                rate,
+                eta,
+            )
         else:
             log.info("%s: %d docs, %.0f docs/s", self.step, self.done, rate)

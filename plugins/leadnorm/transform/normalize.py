@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from leadnorm.resolve import Normalized, resolve
-from leadnorm.split import Mentions, split_batch, split_documents
+from leadnorm.transform.resolve import Normalized, resolve
+from leadnorm.transform.split import Mentions, split_batch, split_documents
 
 
 def normalize(source: pd.DataFrame) -> Normalized:

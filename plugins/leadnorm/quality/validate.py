@@ -4,14 +4,13 @@ The rules live as reviewable JSON suites under `expectations/` (one per collecti
 the nested source leads); this module only prepares the frames and runs them through Great
 Expectations. Each expectation carries GX's own `severity`: a failed `critical` one fails
 the gate, a failed `warning` one is reported only. Every run also writes Data Docs (see
-`leadnorm.datadocs`). GX stays behind `run_gate` and runs in memory, so callers deal with
+`leadnorm.quality.datadocs`). GX stays behind `run_gate` and runs in memory, so callers deal with
 frames in and a `GateResult` out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -26,17 +25,14 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
-from leadnorm import config, datadocs
+from leadnorm import config
+from leadnorm.errors import GateFailed
+from leadnorm.quality import datadocs
+from leadnorm.quality.suites import SOURCE_SUITE, suite_definitions
 from leadnorm.schema import COLLECTIONS
 
-SUITES_DIR = config.PROJECT_ROOT / "expectations"
-SOURCE_SUITE = "nested_leads"  # the suite for the `source` frame: one row per nested lead
 RESOLVES_SUFFIX = "__resolves"  # helper column: the reference is absent or found in its target
 RESULT_FORMAT = {"result_format": "SUMMARY"}  # counts plus up to 20 sample values per expectation
-
-
-class GateFailed(config.LeadnormError):
-    """A critical expectation failed; the message is `GateResult.summary()`."""
 
 
 class Finding(NamedTuple):
@@ -57,11 +53,14 @@ class GateResult:
 
     def summary(self) -> str:
         """One paragraph for logs and exceptions: the verdict, what failed and how often."""
-        verdict = "Quality gate passed." if self.passed else (
-            f"Quality gate FAILED: {len(self.failures)} critical expectation(s) failed: "
-            f"{_describe(self.failures)}.")
-        warned = (f"{len(self.warnings)} warning(s): {_describe(self.warnings)}."
-                  if self.warnings else "No warnings.")
+        verdict = (
+            "Quality gate passed."
+            if self.passed
+            else (
+                f"Quality gate FAILED: {len(self.failures)} critical expectation(s) failed: {_describe(self.failures)}."
+            )
+        )
+        warned = f"{len(self.warnings)} warning(s): {_describe(self.warnings)}." if self.warnings else "No warnings."
         return f"{verdict} {warned} Data Docs: {self.docs_index}"
 
     def raise_if_failed(self) -> None:
@@ -72,15 +71,19 @@ class GateResult:
 def _describe(findings: list[Finding]) -> str:
     def one(finding: Finding) -> str:
         where = f"{finding.suite}.{finding.column}" if finding.column else finding.suite
-        count = ("" if finding.unexpected_count is None
-                 else f" ({finding.unexpected_count} unexpected)")
+        count = "" if finding.unexpected_count is None else f" ({finding.unexpected_count} unexpected)"
         return f"{where} {finding.expectation}{count}"
 
     return "; ".join(one(finding) for finding in findings)
 
 
-def run_gate(frames: dict[str, pd.DataFrame], source: pd.DataFrame, *,
-             reports_dir: Path | None = None, run_name: str = "leadnorm") -> GateResult:
+def run_gate(
+    frames: dict[str, pd.DataFrame],
+    source: pd.DataFrame,
+    *,
+    reports_dir: Path | None = None,
+    run_name: str = "leadnorm",
+) -> GateResult:
     """Validate the nine normalized frames and the source outcomes; write Data Docs.
 
     `frames` maps each collection of `schema.COLLECTIONS` to its frame; `source` has one
@@ -99,24 +102,9 @@ def run_gate(frames: dict[str, pd.DataFrame], source: pd.DataFrame, *,
             if not expectation.success:
                 critical = expectation.expectation_config.severity == "critical"  # a str enum
                 (failures if critical else warnings).append(_finding(result.suite_name, expectation))
-    personal = {name: suite.get("meta", {}).get("personal_data_columns", [])
-                for name, suite in suites.items()}
+    personal = {name: suite.get("meta", {}).get("personal_data_columns", []) for name, suite in suites.items()}
     docs_index = datadocs.publish(context, results, personal, docs_dir)
     return GateResult(not failures, failures, warnings, docs_index)
-
-
-def suite_definitions(directory: Path = SUITES_DIR) -> dict[str, dict]:
-    """The suites as written in `expectations/*.json`, by name (file stem)."""
-    suites = {}
-    for path in sorted(directory.glob("*.json")):
-        suite = json.loads(path.read_text(encoding="utf-8"))
-        if suite.get("name") != path.stem:
-            raise ValueError(f"{path}: suite name {suite.get('name')!r} differs from its file name")
-        suites[path.stem] = suite
-    missing = {*COLLECTIONS, SOURCE_SUITE} - suites.keys()
-    if missing:
-        raise ValueError(f"{directory}: no suite for {', '.join(sorted(missing))}")
-    return suites
 
 
 def reconciliation_parameters(source: pd.DataFrame) -> dict[str, int]:
@@ -144,8 +132,7 @@ def validation_frames(frames: dict[str, pd.DataFrame], source: pd.DataFrame) -> 
             if column in batch:
                 batch[column] = _id_texts(batch[column])
 
-    known_ids = {name: set(batches[name]["_id"].dropna()) if "_id" in batches[name] else set()
-                 for name in COLLECTIONS}
+    known_ids = {name: set(batches[name]["_id"].dropna()) if "_id" in batches[name] else set() for name in COLLECTIONS}
     for name, collection in COLLECTIONS.items():
         batch = batches[name]
         for column, target in collection.references.items():
@@ -178,22 +165,25 @@ def _finding(suite_name: str, expectation) -> Finding:
     kwargs = expectation.expectation_config.kwargs
     column = kwargs.get("column") or (",".join(kwargs["column_list"]) if "column_list" in kwargs else None)
     count = (expectation.result or {}).get("unexpected_count")
-    return Finding(suite_name, expectation.expectation_config.type, column,
-                   None if count is None else int(count))
+    return Finding(suite_name, expectation.expectation_config.type, column, None if count is None else int(count))
 
 
 def _context(docs_dir: Path):
     """An in-memory GX context whose only output is the Data Docs site in `docs_dir`."""
-    return gx.get_context(mode="ephemeral", project_config=DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        data_docs_sites=datadocs.site_config(docs_dir),
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-    ))
+    return gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(),
+            data_docs_sites=datadocs.site_config(docs_dir),
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False),
+        ),
+    )
 
 
-def _validate(context, suites: dict[str, dict], batches: dict[str, pd.DataFrame],
-              parameters: dict[str, int], run_name: str) -> dict:
+def _validate(
+    context, suites: dict[str, dict], batches: dict[str, pd.DataFrame], parameters: dict[str, int], run_name: str
+) -> dict:
     """Run every suite on its frame, one checkpoint each; results by their store key."""
     data_source = context.data_sources.add_pandas("leadnorm")
     run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))
@@ -205,10 +195,13 @@ def _validate(context, suites: dict[str, dict], batches: dict[str, pd.DataFrame]
         suite = context.suites.add(suite)
         batch_definition = data_source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
         validation = context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
+        )
         checkpoint = context.checkpoints.add(
-            gx.Checkpoint(name=name, validation_definitions=[validation], result_format=RESULT_FORMAT))
-        outcome = checkpoint.run(batch_parameters={"dataframe": batches[name]},
-                                 expectation_parameters=parameters, run_id=run_id)
+            gx.Checkpoint(name=name, validation_definitions=[validation], result_format=RESULT_FORMAT)
+        )
+        outcome = checkpoint.run(
+            batch_parameters={"dataframe": batches[name]}, expectation_parameters=parameters, run_id=run_id
+        )
         results.update(outcome.run_results)
     return results

@@ -12,23 +12,24 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 from pymongo.database import Database
 
-from leadnorm import extract
-from leadnorm.backup import backup
-from leadnorm.clean import Warnings
-from leadnorm.config import SOURCE_COLLECTION, backups_dir, staging_dir
-from leadnorm.load import load_collection
-from leadnorm.mark import mark_migrated, write_rejects
-from leadnorm.normalize import normalize_batches
-from leadnorm.progress import Progress
-from leadnorm.resolve import Normalized, rejects_of
-from leadnorm.schema import COLLECTIONS, REJECTS_COLLECTION
-from leadnorm.verify import VerifyReport, verify
+from leadnorm.config import backups_dir, staging_dir
+from leadnorm.contract import REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.schema import COLLECTIONS
+from leadnorm.steps import extract
+from leadnorm.steps.backup import backup
+from leadnorm.steps.load import load_collection
+from leadnorm.steps.mark import mark_migrated, write_rejects
+from leadnorm.steps.progress import Progress
+from leadnorm.steps.verify import VerifyReport, verify
+from leadnorm.transform.clean import Warnings
+from leadnorm.transform.normalize import normalize_batches
+from leadnorm.transform.resolve import Normalized, rejects_of
 
 log = logging.getLogger("leadnorm")
 
@@ -43,8 +44,8 @@ class RunFolder:
     root: Path
 
     @classmethod
-    def new(cls, name: str | None = None) -> "RunFolder":
-        name = name or "run-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    def new(cls, name: str | None = None) -> RunFolder:
+        name = name or "run-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         return cls(staging_dir() / name.replace(":", "_").replace("+", "_"))
 
     @property
@@ -53,7 +54,6 @@ class RunFolder:
 
     def frame(self, name: str) -> Path:
         return self.root / "frames" / f"{name}.pkl"
-
 
 
 def write_result(run: RunFolder, name: str, result: dict) -> dict:
@@ -106,14 +106,18 @@ def save_normalized(run: RunFolder, normalized: Normalized) -> dict:
     for name, frame in {**normalized.frames, "outcomes": normalized.outcomes}.items():
         frame.to_pickle(run.frame(name))
     rejects = normalized.rejects
-    return write_result(run, "normalize", {
-        "nested": len(normalized.outcomes),
-        "migrated": len(normalized.outcomes) - len(rejects),
-        "rejected": len(rejects),
-        "reject_reasons": dict(Counter(rejects["reject_reason"])),
-        "rows": {name: len(frame) for name, frame in normalized.frames.items()},
-        "warnings": dict(sorted(normalized.warnings.items())),
-    })
+    return write_result(
+        run,
+        "normalize",
+        {
+            "nested": len(normalized.outcomes),
+            "migrated": len(normalized.outcomes) - len(rejects),
+            "rejected": len(rejects),
+            "reject_reasons": dict(Counter(rejects["reject_reason"])),
+            "rows": {name: len(frame) for name, frame in normalized.frames.items()},
+            "warnings": dict(sorted(normalized.warnings.items())),
+        },
+    )
 
 
 def read_normalized(run: RunFolder) -> Normalized:
@@ -124,31 +128,44 @@ def read_normalized(run: RunFolder) -> Normalized:
 
 def validate_step(run: RunFolder) -> dict:
     """The Great Expectations gate: raises before any write when a critical expectation fails."""
-    from leadnorm.validate import run_gate
+    from leadnorm.quality.validate import run_gate
 
     normalized = read_normalized(run)
     result = run_gate(normalized.frames, normalized.outcomes, run_name=run.root.name)
     log.info("validation %s; Data Docs: %s", "passed" if result.passed else "FAILED", result.docs_index)
-    write_result(run, "validate", {"passed": result.passed, "docs_index": str(result.docs_index),
-                            "failures": result.failures, "warnings": result.warnings})
+    write_result(
+        run,
+        "validate",
+        {
+            "passed": result.passed,
+            "docs_index": str(result.docs_index),
+            "failures": result.failures,
+            "warnings": result.warnings,
+        },
+    )
     result.raise_if_failed()
     return read_result(run, "validate")
 
 
-def load_step(db: Database, run: RunFolder, collection: str, *, dry_run: bool = False,
-              batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+def load_step(
+    db: Database, run: RunFolder, collection: str, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
+) -> dict:
     """Indexes first (so unique keys are enforced while writing), then the diff-load."""
     if not dry_run:
         db[collection].create_indexes(list(COLLECTIONS[collection].indexes))
     frame = pd.read_pickle(run.frame(collection))
     result = load_collection(db, collection, frame, dry_run=dry_run, batch_size=batch_size)
-    log.info("load %s: %d inserted, %d replaced, %d unchanged",
-             collection, result.inserted, result.replaced, result.unchanged)
+    log.info(
+        "load %s: %d inserted, %d replaced, %d unchanged",
+        collection,
+        result.inserted,
+        result.replaced,
+        result.unchanged,
+    )
     return write_result(run, f"load-{collection}", result.as_dict())
 
 
-def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False,
-              batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
     """Only the two frames it needs: leads (new ids by source id) and outcomes (rejects)."""
     result = mark_migrated(db, pd.read_pickle(run.frame("leads")), dry_run=dry_run, batch_size=batch_size)
     rejects = rejects_of(pd.read_pickle(run.frame("outcomes")))
@@ -171,14 +188,18 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
     for name in COLLECTIONS:
         r = read_result(run, f"load-{name}")
         if r:
-            lines.append(f"{name:<24}{n['rows'][name]:>9}{r['inserted'] + r['replaced']:>9}{r['inserted']:>10}"
-                         f"{r['replaced']:>10}{r['unchanged']:>11}")
+            lines.append(
+                f"{name:<24}{n['rows'][name]:>9}{r['inserted'] + r['replaced']:>9}{r['inserted']:>10}"
+                f"{r['replaced']:>10}{r['unchanged']:>11}"
+            )
     lines.append(f"nested leads {n['nested']}: migrated {n['migrated']}, rejected {n['rejected']}")
     lines += [f"  rejected: {count} x {reason}" for reason, count in n["reject_reasons"].items()]
     mark = read_result(run, "mark")
     if mark:
-        lines.append(f"source leads marked _migrated: {mark['marked']} now, {mark['already_marked']} before; "
-                     f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed")
+        lines.append(
+            f"source leads marked _migrated: {mark['marked']} now, {mark['already_marked']} before; "
+            f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed"
+        )
     if n["warnings"]:
         lines.append("unreadable values (given their default), per field:")
         lines += [f"  {name:<40}{count:>8}" for name, count in n["warnings"].items()]
@@ -192,9 +213,15 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
     return "\n".join(lines)
 
 
-def migrate(db: Database, *, batch_size: int = DEFAULT_BATCH_SIZE, dry_run: bool = False,
-            backup_dir: Path | None = None, skip_validation: bool = False,
-            run: RunFolder | None = None) -> tuple[RunFolder, VerifyReport | None]:
+def migrate(
+    db: Database,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+    backup_dir: Path | None = None,
+    skip_validation: bool = False,
+    run: RunFolder | None = None,
+) -> tuple[RunFolder, VerifyReport | None]:
     """The whole migration in this process: the same steps the DAG runs as tasks."""
     run = run or RunFolder.new()
     if not dry_run:

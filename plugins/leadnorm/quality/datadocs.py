@@ -20,12 +20,13 @@ import secrets
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import as_file, files
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 SITE_NAME = "leadnorm"
-ASSETS_DIR = Path(__file__).with_name("datadocs_assets")
+ASSETS = files("leadnorm.quality") / "datadocs_assets"  # package data
 VENDOR_SUBDIR = Path("static/vendor")  # where the vendored assets go, under the docs root
 GX_IMAGES_HOST = "great-expectations-web-assets.s3.us-east-2.amazonaws.com"
 GX_LOGO = Path("static/images/logo-long.png")  # GX ships it; the pages fetch it remotely
@@ -33,8 +34,9 @@ GX_LOGO = Path("static/images/logo-long.png")  # GX ships it; the pages fetch it
 EMAIL_LIKE = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+\.[a-z]{2,}", re.IGNORECASE)
 _REMOTE = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//", re.IGNORECASE)
 _TAG = re.compile(r"<(?P<name>[a-zA-Z][a-zA-Z0-9]*)\b[^>]*>")
-_LINK_ATTRIBUTE = re.compile(r"""\s(?P<attr>src|href)\s*=\s*(?P<quote>["'])(?P<url>.*?)(?P=quote)""",
-                             re.IGNORECASE | re.DOTALL)
+_LINK_ATTRIBUTE = re.compile(
+    r"""\s(?P<attr>src|href)\s*=\s*(?P<quote>["'])(?P<url>.*?)(?P=quote)""", re.IGNORECASE | re.DOTALL
+)
 # Subresource integrity is for CDNs; on a local copy (and on file:// pages) it only blocks.
 _SRI_ATTRIBUTE = re.compile(r"""\s(?:integrity|crossorigin)\s*=\s*(["']).*?\1""", re.IGNORECASE)
 _CSS_URL = re.compile(r"""url\(\s*(?P<quote>["']?)(?P<url>[^"')]*?)(?P=quote)\s*\)""")
@@ -42,13 +44,14 @@ _CSS_URL = re.compile(r"""url\(\s*(?P<quote>["']?)(?P<url>[^"')]*?)(?P=quote)\s*
 
 def site_config(docs_dir: Path) -> dict:
     """The GX `data_docs_sites` entry: one local site in `docs_dir`, without GX's tutorials."""
-    return {SITE_NAME: {
-        "class_name": "SiteBuilder",
-        "show_how_to_buttons": False,
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(docs_dir)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }}
+    return {
+        SITE_NAME: {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+    }
 
 
 def publish(context, results: dict, personal_columns: dict[str, list[str]], docs_dir: Path) -> Path:
@@ -76,8 +79,7 @@ def mask_personal_data(result, personal_columns, key: bytes) -> None:
     personal = set(personal_columns)
     for expectation in result.results:
         kwargs = expectation.expectation_config.kwargs
-        columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"),
-                   *kwargs.get("column_list", ())}
+        columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"), *kwargs.get("column_list", ())}
         expectation.result = _masked(expectation.result, key=key, everything=bool(columns & personal))
         expectation.exception_info = _masked(expectation.exception_info, key=key, everything=False)
 
@@ -104,9 +106,11 @@ def make_offline(docs_dir: Path) -> None:
     Afterwards no file under `docs_dir` refers to a remote script, style, font or image, and
     links to GX's web site are plain text. Safe to run again over earlier output.
     """
-    manifest = json.loads((ASSETS_DIR / "manifest.json").read_text(encoding="utf-8"))
-    shutil.copytree(ASSETS_DIR, docs_dir / VENDOR_SUBDIR, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("manifest.json"))
+    manifest = json.loads((ASSETS / "manifest.json").read_text(encoding="utf-8"))
+    with as_file(ASSETS) as assets:
+        shutil.copytree(
+            assets, docs_dir / VENDOR_SUBDIR, dirs_exist_ok=True, ignore=shutil.ignore_patterns("manifest.json")
+        )
     local = {url: VENDOR_SUBDIR / target for url, target in manifest.items()}
     vendored = docs_dir / VENDOR_SUBDIR
     for path in docs_dir.rglob("*"):
@@ -136,14 +140,14 @@ def _rewrite(text: str, page: Path, docs_dir: Path, local: dict[str, Path]) -> s
             url = reference(attr["url"], anchor=anchor)
             if url is None:
                 return ""
-            return f' {attr["attr"]}={attr["quote"]}{url}{attr["quote"]}'
+            return f" {attr['attr']}={attr['quote']}{url}{attr['quote']}"
 
         rewritten = _LINK_ATTRIBUTE.sub(attribute, match.group())
         return _SRI_ATTRIBUTE.sub("", rewritten) if rewritten != match.group() else rewritten
 
     def css_url(match: re.Match) -> str:
         url = reference(match["url"], anchor=False)
-        return "none" if url is None else f'url({match["quote"]}{url}{match["quote"]})'
+        return "none" if url is None else f"url({match['quote']}{url}{match['quote']})"
 
     return _CSS_URL.sub(css_url, _TAG.sub(tag, text))
 
@@ -166,7 +170,7 @@ def _repaired(url: str, page: Path, docs_dir: Path) -> str:
     path = url.split("#")[0].split("?")[0]
     if (page.parent / path).exists():
         return url
-    target = docs_dir / path[path.index("static/"):]
+    target = docs_dir / path[path.index("static/") :]
     return os.path.relpath(target, page.parent) if target.exists() else url
 
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from leadnorm.clean import Warnings, is_blank
-from leadnorm.ids import derived_id
-from leadnorm.schema import COLLECTIONS, DEFAULT_LEVEL
-from leadnorm.split import Mentions
+from leadnorm.contract import DEFAULT_LEVEL
+from leadnorm.schema import COLLECTIONS
+from leadnorm.transform.clean import Warnings, is_blank
+from leadnorm.transform.ids import derived_id
+from leadnorm.transform.split import Mentions
 
 _INTEGER_FIELDS = {"employee_count", "founded_year"}
 
@@ -40,10 +41,12 @@ def rejects_of(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 def _by_recency(mentions: pd.DataFrame) -> pd.DataFrame:
     """Oldest first, ties broken by source id, so `last` means most recent."""
-    order = pd.DataFrame({
-        "recency": pd.to_datetime(mentions["recency"], utc=True),
-        "tie": mentions["legacy_lead_id"].map(repr),
-    })
+    order = pd.DataFrame(
+        {
+            "recency": pd.to_datetime(mentions["recency"], utc=True),
+            "tie": mentions["legacy_lead_id"].map(repr),
+        }
+    )
     return mentions.loc[order.sort_values(["recency", "tie"], na_position="first").index]
 
 
@@ -90,9 +93,14 @@ def company_keys(mentions: pd.DataFrame) -> pd.Series:
     has_domain = domain.notna()
     named = mentions.loc[has_domain & mentions["name_key"].notna(), ["name_key", "domain"]]
     joined = mentions["name_key"].map(_smallest_by(named, "name_key", "domain")).astype(object)
-    key = pd.Series([f"name:{name}" if isinstance(name, str) else f"lead:{legacy!r}"
-                     for name, legacy in zip(mentions["name_key"], mentions["legacy_lead_id"])],
-                    index=mentions.index, dtype=object)
+    key = pd.Series(
+        [
+            f"name:{name}" if isinstance(name, str) else f"lead:{legacy!r}"
+            for name, legacy in zip(mentions["name_key"], mentions["legacy_lead_id"])
+        ],
+        index=mentions.index,
+        dtype=object,
+    )
     key[joined.notna()] = "domain:" + joined[joined.notna()]
     key[has_domain] = "domain:" + domain[has_domain]
     return key
@@ -126,8 +134,7 @@ def persona_keys(mentions: pd.DataFrame) -> pd.Series:
             find(node)
         if len(nodes) == 2:
             union(*nodes)
-    key = pd.Series([find(nodes[0]) if nodes else None for nodes in identifiers],
-                    index=mentions.index, dtype=object)
+    key = pd.Series([find(nodes[0]) if nodes else None for nodes in identifiers], index=mentions.index, dtype=object)
     identified = key.notna()
     named = pd.DataFrame({"name_key": mentions["name_key"], "key": key}).loc[identified].dropna()
     joined = mentions["name_key"].map(_smallest_by(named, "name_key", "key")).astype(object)
@@ -143,15 +150,20 @@ def resolve_companies(mentions: pd.DataFrame, tech_mentions: pd.DataFrame):
     companies_columns = COLLECTIONS["companies"].columns
     if mentions.empty:
         empty = pd.Series(dtype=object)
-        return (pd.DataFrame(columns=companies_columns),
-                pd.DataFrame(columns=COLLECTIONS["technographics"].columns), empty)
+        return (
+            pd.DataFrame(columns=companies_columns),
+            pd.DataFrame(columns=COLLECTIONS["technographics"].columns),
+            empty,
+        )
     mentions = mentions.assign(key=company_keys(mentions))
     merged = _merge(mentions, "key", [c for c in companies_columns if c not in ("_id", "domain")])
-    merged["domain"] = [k[len("domain:"):] if k.startswith("domain:") else None for k in merged.index]
+    merged["domain"] = [k[len("domain:") :] if k.startswith("domain:") else None for k in merged.index]
     merged["_id"] = [derived_id("company", k) for k in merged.index]
     companies = _with_defaults(merged.reset_index(drop=True)[companies_columns], {"domain"})
-    company_by_lead = pd.Series(mentions["key"].map(dict(zip(merged.index, merged["_id"]))).values,
-                                index=mentions["legacy_lead_id"].map(repr).values)
+    company_by_lead = pd.Series(
+        mentions["key"].map(dict(zip(merged.index, merged["_id"]))).values,
+        index=mentions["legacy_lead_id"].map(repr).values,
+    )
     return companies, _technographics(tech_mentions, company_by_lead), company_by_lead
 
 
@@ -160,8 +172,9 @@ def _technographics(tech_mentions: pd.DataFrame, company_by_lead: pd.Series) -> 
     if tech_mentions.empty:
         return pd.DataFrame(columns=columns)
     company_id = tech_mentions["legacy_lead_id"].map(repr).map(company_by_lead)
-    techs = tech_mentions.assign(key=[f"{c}\x1f{n}" for c, n in zip(company_id, tech_mentions["name_key"])],
-                                 company_id=company_id)
+    techs = tech_mentions.assign(
+        key=[f"{c}\x1f{n}" for c, n in zip(company_id, tech_mentions["name_key"])], company_id=company_id
+    )
     merged = _merge(techs, "key", ["company_id", "name", "category", "confidence", "extra"])
     merged["_id"] = [derived_id("technographic", k) for k in merged.index]
     return _with_defaults(merged.reset_index(drop=True)[columns], set())
@@ -176,23 +189,26 @@ def resolve_personas(mentions: pd.DataFrame):
     merged = _merge(mentions, "key", [c for c in columns if c != "_id"])
     merged["_id"] = [derived_id("persona", k) for k in merged.index]
     personas = _with_defaults(merged.reset_index(drop=True)[columns], {"email", "linkedin_url"})
-    persona_by_lead = pd.Series(mentions["key"].map(dict(zip(merged.index, merged["_id"]))).values,
-                                index=mentions["legacy_lead_id"].map(repr).values)
+    persona_by_lead = pd.Series(
+        mentions["key"].map(dict(zip(merged.index, merged["_id"]))).values,
+        index=mentions["legacy_lead_id"].map(repr).values,
+    )
     return personas, persona_by_lead
 
 
 def resolve(mentions: Mentions) -> Normalized:
     """All mentions in, the nine normalized frames out."""
-    companies, technographics, company_by_lead = resolve_companies(
-        mentions.company_mentions, mentions.tech_mentions)
+    companies, technographics, company_by_lead = resolve_companies(mentions.company_mentions, mentions.tech_mentions)
     personas, persona_by_lead = resolve_personas(mentions.persona_mentions)
 
     def linked(frame: pd.DataFrame, collection: str) -> pd.DataFrame:
         legacy = frame["legacy_lead_id"].map(repr)
-        out = frame.assign(company_id=legacy.map(company_by_lead).astype(object),
-                           persona_id=legacy.map(persona_by_lead).astype(object))
+        out = frame.assign(
+            company_id=legacy.map(company_by_lead).astype(object), persona_id=legacy.map(persona_by_lead).astype(object)
+        )
         out[["company_id", "persona_id"]] = out[["company_id", "persona_id"]].where(
-            out[["company_id", "persona_id"]].notna(), None)
+            out[["company_id", "persona_id"]].notna(), None
+        )
         return out[COLLECTIONS[collection].columns].reset_index(drop=True)
 
     frames = {
@@ -206,6 +222,8 @@ def resolve(mentions: Mentions) -> Normalized:
         "icp_scores": mentions.icp_scores,
         "icp_factor_breakdowns": mentions.icp_factor_breakdowns,
     }
-    frames = {name: frame.sort_values("_id", key=lambda ids: ids.map(str)).reset_index(drop=True)
-              for name, frame in frames.items()}
+    frames = {
+        name: frame.sort_values("_id", key=lambda ids: ids.map(str)).reset_index(drop=True)
+        for name, frame in frames.items()
+    }
     return Normalized(frames, mentions.outcomes, mentions.warnings)

@@ -19,50 +19,120 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 from pymongo.database import Database
 
-from leadnorm.config import SOURCE_COLLECTION, ConfigError
+from leadnorm.contract import SOURCE_COLLECTION
+from leadnorm.errors import ConfigError
 
 CHUNK_SIZE = 5_000
 
-RESEARCHED_RATE = 0.70      # of all leads
-SCORED_RATE = 0.60          # of researched leads
-UNMIGRATABLE_RATE = 0.012   # of all leads
-PERSON_REUSE_RATE = 0.22    # a lead names someone its company already had in another lead
+RESEARCHED_RATE = 0.70  # of all leads
+SCORED_RATE = 0.60  # of researched leads
+UNMIGRATABLE_RATE = 0.012  # of all leads
+PERSON_REUSE_RATE = 0.22  # a lead names someone its company already had in another lead
 LEADS_PER_COMPANY = 10
 
 # --- vocabularies -------------------------------------------------------------------
 
 _COMPANY_STEMS = (
-    "Acme", "Nimbus", "Bluebird", "Nordlicht", "Sakura", "Zürich", "Qilin 麒麟", "Rocket 🚀",
-    "Ōkami", "Crème", "Atlas", "Helios", "Kestrel", "Lumen", "Mosaic", "Orbit", "Pioneer",
-    "Quanta", "Riverstone", "Solace", "Tundra", "Vertex", "Willow", "Zephyr", "Ålborg",
-    "Björk", "Città", "Dragão", "Éclair", "Fjord", "Gaïa", "Hanami", "Iguaçu", "Jade 翡翠",
+    "Acme",
+    "Nimbus",
+    "Bluebird",
+    "Nordlicht",
+    "Sakura",
+    "Zürich",
+    "Qilin 麒麟",
+    "Rocket 🚀",
+    "Ōkami",
+    "Crème",
+    "Atlas",
+    "Helios",
+    "Kestrel",
+    "Lumen",
+    "Mosaic",
+    "Orbit",
+    "Pioneer",
+    "Quanta",
+    "Riverstone",
+    "Solace",
+    "Tundra",
+    "Vertex",
+    "Willow",
+    "Zephyr",
+    "Ålborg",
+    "Björk",
+    "Città",
+    "Dragão",
+    "Éclair",
+    "Fjord",
+    "Gaïa",
+    "Hanami",
+    "Iguaçu",
+    "Jade 翡翠",
 )
 _COMPANY_SUFFIXES = (
-    "Labs", "Analytics", "Systems", "Software", "Robotics", "Health", "Logistics", "Capital",
-    "Studios", "Networks", "GmbH", "S.A.", "株式会社", "Technologies", "AI", "Cloud",
+    "Labs",
+    "Analytics",
+    "Systems",
+    "Software",
+    "Robotics",
+    "Health",
+    "Logistics",
+    "Capital",
+    "Studios",
+    "Networks",
+    "GmbH",
+    "S.A.",
+    "株式会社",
+    "Technologies",
+    "AI",
+    "Cloud",
 )
 _TLDS = ("com", "io", "ai", "de", "co.jp", "com.br", "fr", "co")
 _INDUSTRIES = (
-    "Software", "Fintech 💳", "Healthcare", "Logistics", "E-commerce", "Cybersecurity",
-    "Manufacturing", "Éducation", "Biotech", "Renewable Energy ☀️", "Media", "人工知能",
+    "Software",
+    "Fintech 💳",
+    "Healthcare",
+    "Logistics",
+    "E-commerce",
+    "Cybersecurity",
+    "Manufacturing",
+    "Éducation",
+    "Biotech",
+    "Renewable Energy ☀️",
+    "Media",
+    "人工知能",
 )
 _SIZES = (  # company_size bucket, smallest and largest employee count
-    ("1-10", 2, 10), ("11-50", 11, 50), ("51-200", 51, 200), ("201-500", 201, 500),
-    ("501-1000", 501, 1000), ("1001-5000", 1001, 5000), ("5001+", 5001, 40000),
+    ("1-10", 2, 10),
+    ("11-50", 11, 50),
+    ("51-200", 51, 200),
+    ("201-500", 201, 500),
+    ("501-1000", 501, 1000),
+    ("1001-5000", 1001, 5000),
+    ("5001+", 5001, 40000),
 )
 _FUNDING_STAGES = ("Bootstrapped", "Seed", "Series A", "Series B", "Series C", "Private Equity", "Public")
 _REVENUES = ("<$1M", "$1M-$10M", "$10M-$50M", "$50M-$100M", "$100M+")
 _HEADQUARTERS = (  # city, region, country
-    ("Austin", "TX", "US"), ("San Francisco", "CA", "US"), ("New York", "NY", "US"),
-    ("São Paulo", "SP", "BR"), ("Zürich", "ZH", "CH"), ("München", "BY", "DE"),
-    ("東京", "Tokyo", "JP"), ("Montréal", "QC", "CA"), ("Kraków", "Małopolska", "PL"),
-    ("Lagos", "LA", "NG"), ("Bengaluru", "KA", "IN"), ("Dublin", "", "IE"),
-    ("Ciudad de México", "CDMX", "MX"), ("Reykjavík", "", "IS"), ("서울", "", "KR"),
+    ("Austin", "TX", "US"),
+    ("San Francisco", "CA", "US"),
+    ("New York", "NY", "US"),
+    ("São Paulo", "SP", "BR"),
+    ("Zürich", "ZH", "CH"),
+    ("München", "BY", "DE"),
+    ("東京", "Tokyo", "JP"),
+    ("Montréal", "QC", "CA"),
+    ("Kraków", "Małopolska", "PL"),
+    ("Lagos", "LA", "NG"),
+    ("Bengaluru", "KA", "IN"),
+    ("Dublin", "", "IE"),
+    ("Ciudad de México", "CDMX", "MX"),
+    ("Reykjavík", "", "IS"),
+    ("서울", "", "KR"),
 )
 _DESCRIPTIONS = (
     "{name} helps revenue teams grow faster 🚀",
@@ -72,26 +142,111 @@ _DESCRIPTIONS = (
     "{name} : la logistique, simplement. ✨",
 )
 _TECHNOLOGIES = (  # name, category
-    ("Salesforce", "CRM"), ("HubSpot", "Marketing Automation"), ("Snowflake", "Data Warehouse"),
-    ("AWS", "Cloud"), ("Google Cloud", "Cloud"), ("Azure", "Cloud"), ("Kubernetes", "Infrastructure"),
-    ("Segment", "CDP"), ("Stripe", "Payments"), ("Zendesk", "Support"), ("Slack", "Collaboration"),
-    ("Datadog", "Monitoring"), ("Shopify", "E-commerce"), ("Marketo", "Marketing Automation"),
-    ("PostgreSQL", "Database"), ("MongoDB", "Database"), ("Gong", "Sales Intelligence"),
-    ("Outreach", "Sales Engagement"), ("dbt", "Data Transformation"), ("Tableau", "Analítica"),
+    ("Salesforce", "CRM"),
+    ("HubSpot", "Marketing Automation"),
+    ("Snowflake", "Data Warehouse"),
+    ("AWS", "Cloud"),
+    ("Google Cloud", "Cloud"),
+    ("Azure", "Cloud"),
+    ("Kubernetes", "Infrastructure"),
+    ("Segment", "CDP"),
+    ("Stripe", "Payments"),
+    ("Zendesk", "Support"),
+    ("Slack", "Collaboration"),
+    ("Datadog", "Monitoring"),
+    ("Shopify", "E-commerce"),
+    ("Marketo", "Marketing Automation"),
+    ("PostgreSQL", "Database"),
+    ("MongoDB", "Database"),
+    ("Gong", "Sales Intelligence"),
+    ("Outreach", "Sales Engagement"),
+    ("dbt", "Data Transformation"),
+    ("Tableau", "Analítica"),
     ("飞书 Lark", "Collaboration"),
 )
 _FIRST_NAMES = (
-    "Ana", "Zoë", "José", "Łukasz", "Søren", "Aoife", "Chloé", "Mateus", "Ngozi", "Priya",
-    "Yuki", "Wei", "Ji-woo", "Olúwaseun", "Fatima", "Björn", "Inès", "Lars", "Mia", "Noah",
-    "Omar", "Paula", "Rafael", "Sofía", "Tomás", "Uma", "Viktor", "Wiktoria", "Xavier", "Yara",
-    "Zainab", "Émile", "Håkon", "Amélie", "Çağla", "Dmitri", "Elif", "美咲", "俊", "Kwame",
+    "Ana",
+    "Zoë",
+    "José",
+    "Łukasz",
+    "Søren",
+    "Aoife",
+    "Chloé",
+    "Mateus",
+    "Ngozi",
+    "Priya",
+    "Yuki",
+    "Wei",
+    "Ji-woo",
+    "Olúwaseun",
+    "Fatima",
+    "Björn",
+    "Inès",
+    "Lars",
+    "Mia",
+    "Noah",
+    "Omar",
+    "Paula",
+    "Rafael",
+    "Sofía",
+    "Tomás",
+    "Uma",
+    "Viktor",
+    "Wiktoria",
+    "Xavier",
+    "Yara",
+    "Zainab",
+    "Émile",
+    "Håkon",
+    "Amélie",
+    "Çağla",
+    "Dmitri",
+    "Elif",
+    "美咲",
+    "俊",
+    "Kwame",
 )
 _LAST_NAMES = (
-    "Müller", "García", "Nowak", "Sato", "O'Brien", "Nakamura", "Silva", "Kowalski", "Haddad",
-    "Okafor", "Johansson", "Dubois", "Rossi", "Fernández", "Kim", "Nguyễn", "Patel", "Schmidt",
-    "Yılmaz", "Andersen", "Costa", "Ivanova", "Lefèvre", "Mendes", "Novák", "Papadopoulos",
-    "Quispe", "Rahman", "Søndergaard", "Takahashi", "Vázquez", "Wójcik", "Zhang", "佐藤", "王",
-    "Ó Súilleabháin", "Achebe", "Brennan", "Castellanos", "Đặng",
+    "Müller",
+    "García",
+    "Nowak",
+    "Sato",
+    "O'Brien",
+    "Nakamura",
+    "Silva",
+    "Kowalski",
+    "Haddad",
+    "Okafor",
+    "Johansson",
+    "Dubois",
+    "Rossi",
+    "Fernández",
+    "Kim",
+    "Nguyễn",
+    "Patel",
+    "Schmidt",
+    "Yılmaz",
+    "Andersen",
+    "Costa",
+    "Ivanova",
+    "Lefèvre",
+    "Mendes",
+    "Novák",
+    "Papadopoulos",
+    "Quispe",
+    "Rahman",
+    "Søndergaard",
+    "Takahashi",
+    "Vázquez",
+    "Wójcik",
+    "Zhang",
+    "佐藤",
+    "王",
+    "Ó Súilleabháin",
+    "Achebe",
+    "Brennan",
+    "Castellanos",
+    "Đặng",
 )
 _INITIALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _NAME_SUFFIXES = ("", " Jr.", " Sr.", " II", " III", " IV")
@@ -115,8 +270,18 @@ _ROLES = (  # title, seniority, department, decision authority
     ("Data Engineer", "Individual Contributor", "Engineering", "End User"),
 )
 _LOCATIONS = (
-    "Austin, TX, US", "São Paulo, BR", "Zürich, CH", "東京, JP", "Berlin, DE", "Kraków, PL",
-    "Lagos, NG", "Montréal, QC, CA", "Bengaluru, IN", "Dublin, IE", "서울, KR", "Ciudad de México, MX",
+    "Austin, TX, US",
+    "São Paulo, BR",
+    "Zürich, CH",
+    "東京, JP",
+    "Berlin, DE",
+    "Kraków, PL",
+    "Lagos, NG",
+    "Montréal, QC, CA",
+    "Bengaluru, IN",
+    "Dublin, IE",
+    "서울, KR",
+    "Ciudad de México, MX",
 )
 _BIOS = (
     "{title} at {company}. Loves ☕ and pipeline math.",
@@ -138,14 +303,19 @@ _SIGNALS = (  # type, signal
     ("event", "Sponsoring SaaStr Europa 🎤"),
 )
 _SIGNAL_SOURCES = (
-    "https://techcrunch.com/2024/funding-roundup", "https://www.linkedin.com/jobs/view/",
-    "https://news.ycombinator.com/item?id=", "https://www.nikkei.com/article/", "https://g2.com/intent/",
+    "https://techcrunch.com/2024/funding-roundup",
+    "https://www.linkedin.com/jobs/view/",
+    "https://news.ycombinator.com/item?id=",
+    "https://www.nikkei.com/article/",
+    "https://g2.com/intent/",
 )
 _CITATION_SOURCES = (
-    ("Company website", "https://{domain}/about"), ("LinkedIn", "https://www.linkedin.com/company/{slug}"),
+    ("Company website", "https://{domain}/about"),
+    ("LinkedIn", "https://www.linkedin.com/company/{slug}"),
     ("Crunchbase", "https://www.crunchbase.com/organization/{slug}"),
     ("日本経済新聞", "https://www.nikkei.com/search?q={slug}"),
-    ("G2 Reviews ⭐", "https://www.g2.com/products/{slug}"), ("Presse régionale", "https://presse.example.fr/{slug}"),
+    ("G2 Reviews ⭐", "https://www.g2.com/products/{slug}"),
+    ("Presse régionale", "https://presse.example.fr/{slug}"),
 )
 _RESEARCH_MODELS = ("gpt-4o-2024-08-06", "gpt-4-turbo", "claude-3-5-sonnet-20241022", "jazon-research-v1.4")
 _ICP_MODELS = ("icp-v1", "icp-v2.3", "icp-2024-11")
@@ -158,14 +328,26 @@ _RATIONALES = (
 )
 _ICP_CATEGORIES = (("firmographic", 30), ("technographic", 25), ("intent", 25), ("persona", 20))
 _FACTORS = {  # category -> (name, value, reason)
-    "firmographic": (("Industry match", "Software", "Core vertical ✅"), ("Company size", "51-200", "Sweet spot"),
-                     ("Region", "DACH", "Territoire prioritaire")),
-    "technographic": (("Uses a CRM", "Salesforce", "Integrates natively"), ("Cloud stack", "AWS", "Fits deployment"),
-                      ("Competitor in use", "Outreach", "競合製品を利用中")),
-    "intent": (("Hiring SDRs", 5, "Scaling outbound 📈"), ("Recent funding", "Series B", "Budget likely"),
-               ("Visited pricing page", 3, "High intent")),
-    "persona": (("Seniority", "VP", "Can sign"), ("Department", "Sales", "Owns the problem"),
-                ("Decision authority", "Decision Maker", "Entscheider")),
+    "firmographic": (
+        ("Industry match", "Software", "Core vertical ✅"),
+        ("Company size", "51-200", "Sweet spot"),
+        ("Region", "DACH", "Territoire prioritaire"),
+    ),
+    "technographic": (
+        ("Uses a CRM", "Salesforce", "Integrates natively"),
+        ("Cloud stack", "AWS", "Fits deployment"),
+        ("Competitor in use", "Outreach", "競合製品を利用中"),
+    ),
+    "intent": (
+        ("Hiring SDRs", 5, "Scaling outbound 📈"),
+        ("Recent funding", "Series B", "Budget likely"),
+        ("Visited pricing page", 3, "High intent"),
+    ),
+    "persona": (
+        ("Seniority", "VP", "Can sign"),
+        ("Department", "Sales", "Owns the problem"),
+        ("Decision authority", "Decision Maker", "Entscheider"),
+    ),
 }
 _LEVELS = ("High", "Medium", "Low")
 _LEAD_SOURCES = ("csv_upload", "hubspot_sync", "manual", "webinar", "Événement")
@@ -175,8 +357,8 @@ _UNREADABLE_SCORES = ("n/a", 140, -5)
 _NOT_DATES = ("n/a", "last Tuesday", "2024-13-45T25:61:00Z", "soon™")
 _PHONES = ("+1 512-555-0142", "+49 30 1234567", "+81 3-1234-5678", "(555) 010-9999", "+55 11 91234-5678")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_FIRST_LEAD_MS = int((datetime(2023, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds() * 1000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_LEAD_MS = int((datetime(2023, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds() * 1000)
 _LEAD_SPAN_MS = int(timedelta(days=900).total_seconds() * 1000)
 
 _MISSING = object()  # a key the document leaves out
@@ -211,9 +393,24 @@ class _NameWalk:
 class _Company:
     """One company of the pool: its true values, which each lead then writes its own way."""
 
-    __slots__ = ("key", "name", "spellings", "domain", "slug", "industry", "size", "employees",
-                 "headquarters", "founded", "descriptions", "funding_step", "revenue", "linkedin",
-                 "technologies", "staff")
+    __slots__ = (
+        "key",
+        "name",
+        "spellings",
+        "domain",
+        "slug",
+        "industry",
+        "size",
+        "employees",
+        "headquarters",
+        "founded",
+        "descriptions",
+        "funding_step",
+        "revenue",
+        "linkedin",
+        "technologies",
+        "staff",
+    )
 
 
 class _Person:
@@ -299,8 +496,9 @@ class _LeadFactory:
         company.employees = rng.randint(company.size[1], company.size[2])
         company.headquarters = rng.choice(_HEADQUARTERS)
         company.founded = rng.randint(1975, 2023)
-        company.descriptions = tuple(t.format(name=company.name, industry=company.industry)
-                                     for t in rng.sample(_DESCRIPTIONS, 2))
+        company.descriptions = tuple(
+            t.format(name=company.name, industry=company.industry) for t in rng.sample(_DESCRIPTIONS, 2)
+        )
         company.funding_step = rng.randrange(len(_FUNDING_STAGES) - 1)  # later research may see the next
         company.revenue = rng.choice(_REVENUES)
         company.linkedin = f"https://www.linkedin.com/company/{company.slug}"
@@ -338,8 +536,11 @@ class _LeadFactory:
             self.emails_taken.add(email)
             person.email = email
         has_linkedin = person.kind == "linkedin" or (person.kind == "email" and rng.random() < 0.7)
-        person.linkedin = (f"https://www.linkedin.com/in/{first_slug}-{last_slug}-{key * 2654435761 % 2**32:08x}"
-                           if has_linkedin else None)
+        person.linkedin = (
+            f"https://www.linkedin.com/in/{first_slug}-{last_slug}-{key * 2654435761 % 2**32:08x}"
+            if has_linkedin
+            else None
+        )
         person.role = rng.choice(_ROLES)
         person.location = rng.choice(_LOCATIONS)
         person.bio = rng.choice(_BIOS).format(title=person.role[0], company=company.name, location=person.location)
@@ -391,17 +592,23 @@ class _LeadFactory:
             return url
         self.variants["linkedin case/white space"] += 1
         path = url.removeprefix("https://www.")
-        return (f" {url}/ ", f"HTTPS://WWW.{path.upper()}", f"http://{path.title()}?trk=public_profile ",
-                f"\t{path}/")[int(r / 0.10 * 4)]
+        return (f" {url}/ ", f"HTTPS://WWW.{path.upper()}", f"http://{path.title()}?trk=public_profile ", f"\t{path}/")[
+            int(r / 0.10 * 4)
+        ]
 
     def _domain(self, domain: str):
         r = self.rng.random()
         if r < 0.74:
             return domain
-        forms = (("domain as URL", f"https://www.{domain.title()}/about"), ("domain with www.", f"www.{domain}"),
-                 ("domain trailing dot", f"{domain}."), ("domain upper case", domain.upper()),
-                 ("domain with port", f"{domain}:{self.rng.choice((443, 8080))}"),
-                 ("company domain null", None), ("company domain empty", ""))
+        forms = (
+            ("domain as URL", f"https://www.{domain.title()}/about"),
+            ("domain with www.", f"www.{domain}"),
+            ("domain trailing dot", f"{domain}."),
+            ("domain upper case", domain.upper()),
+            ("domain with port", f"{domain}:{self.rng.choice((443, 8080))}"),
+            ("company domain null", None),
+            ("company domain empty", ""),
+        )
         label, value = forms[int((r - 0.74) / 0.26 * len(forms))]
         self.variants[label] += 1
         return value
@@ -445,8 +652,13 @@ class _LeadFactory:
         self.stats["total"] += 1
         if rng.random() < UNMIGRATABLE_RATE:
             self.stats["unmigratable"] += 1
-            return {"_id": _id, "lead_input": self._unreadable_input(), "status": "uploaded",
-                    "created_at": created, "updated_at": created}
+            return {
+                "_id": _id,
+                "lead_input": self._unreadable_input(),
+                "status": "uploaded",
+                "created_at": created,
+                "updated_at": created,
+            }
         company = self.companies[rng.randrange(len(self.companies))]
         person = self._person_at(company)
         self.companies_mentioned.add(company.key)
@@ -460,8 +672,9 @@ class _LeadFactory:
         updated = created
         if researched:
             self.stats["researched"] += 1
-            research, updated = self._research(company, person, persona_identity, created,
-                                               company_profile, persona_profile)
+            research, updated = self._research(
+                company, person, persona_identity, created, company_profile, persona_profile
+            )
         if scored:
             self.stats["icp_scored"] += 1
             icp, updated = self._icp(updated)
@@ -475,8 +688,15 @@ class _LeadFactory:
         doc["status"] = "icp_scored" if scored else "researched" if researched else "uploaded"
         doc["created_at"] = self._date(created, unreadable=False)
         doc["updated_at"] = self._date(updated, unreadable=False)
-        doc.update(self._unknown(0.08, "top level", crm_owner=rng.choice(_CRM_OWNERS), tags=rng.choice(_TAGS),
-                                 import_batch=f"batch-{created:%Y%m}"))
+        doc.update(
+            self._unknown(
+                0.08,
+                "top level",
+                crm_owner=rng.choice(_CRM_OWNERS),
+                tags=rng.choice(_TAGS),
+                import_batch=f"batch-{created:%Y%m}",
+            )
+        )
         return doc
 
     def _unreadable_input(self):
@@ -494,8 +714,12 @@ class _LeadFactory:
             self.variants["lead_input is a list"] += 1
             return [rng.choice(_ROLES)[0], company.name]
         self.variants["lead_input without name or email"] += 1
-        lead_input = {"name": self._nothing(), "title": rng.choice(_ROLES)[0], "company": company.name,
-                      "email": self._nothing()}
+        lead_input = {
+            "name": self._nothing(),
+            "title": rng.choice(_ROLES)[0],
+            "company": company.name,
+            "email": self._nothing(),
+        }
         return {k: v for k, v in lead_input.items() if v is not _MISSING}
 
     def _carriers(self, profile) -> tuple[bool, bool]:
@@ -513,9 +737,13 @@ class _LeadFactory:
         """
         rng = self.rng
         email_in_input, email_in_profile = self._carriers(profile) if person.email else (False, False)
-        linkedin_in_input, linkedin_in_profile = (self._carriers(profile) if person.kind == "linkedin" else
-                                                  (rng.random() < 0.5, rng.random() < 0.8) if person.linkedin else
-                                                  (False, False))
+        linkedin_in_input, linkedin_in_profile = (
+            self._carriers(profile)
+            if person.kind == "linkedin"
+            else (rng.random() < 0.5, rng.random() < 0.8)
+            if person.linkedin
+            else (False, False)
+        )
         nameless_input = email_in_input and rng.random() < 0.04
         lead_input = {
             "name": self._nothing() if nameless_input else self._spelled(person.name, person.spellings, "person name"),
@@ -552,8 +780,15 @@ class _LeadFactory:
         lead_input.update(self._unknown(0.03, "lead_input", utm_campaign="spring-launch-🌸"))
         return {k: v for k, v in lead_input.items() if v is not _MISSING}
 
-    def _research(self, company: _Company, person: _Person, persona_identity: dict, created: datetime,
-                  company_profile: bool, persona_profile: bool) -> tuple[dict, datetime]:
+    def _research(
+        self,
+        company: _Company,
+        person: _Person,
+        persona_identity: dict,
+        created: datetime,
+        company_profile: bool,
+        persona_profile: bool,
+    ) -> tuple[dict, datetime]:
         rng = self.rng
         started = self._instant(created, 60, 30 * 86400)
         duration_ms = rng.randint(15_000, 300_000)
@@ -597,8 +832,7 @@ class _LeadFactory:
             "linkedin_url": self._blank(company.linkedin),
             "technographics": self._technographics(company.technologies),
         }
-        profile.update(self._unknown(0.05, "CompanyProfile", crunchbase_rank=rng.randint(1, 90_000),
-                                     ticker=None))
+        profile.update(self._unknown(0.05, "CompanyProfile", crunchbase_rank=rng.randint(1, 90_000), ticker=None))
         return {k: v for k, v in profile.items() if v is not _MISSING}
 
     def _number(self, value: int, label: str):
@@ -653,8 +887,14 @@ class _LeadFactory:
             "location": self._blank(person.location),
             "bio": self._blank(person.bio),
         }
-        profile.update(self._unknown(0.05, "PersonaProfile", twitter_handle=f"@{_slug(person.name)[:12]}",
-                                     pronouns=rng.choice(("she/her", "he/him", "they/them"))))
+        profile.update(
+            self._unknown(
+                0.05,
+                "PersonaProfile",
+                twitter_handle=f"@{_slug(person.name)[:12]}",
+                pronouns=rng.choice(("she/her", "he/him", "they/them")),
+            )
+        )
         return {k: v for k, v in profile.items() if v is not _MISSING}
 
     def _signals(self, before: datetime):
@@ -697,13 +937,14 @@ class _LeadFactory:
             meta["citations"] = None
         else:
             meta["citations"] = [
-                {"source_name": name,
-                 "url": url.format(domain=company.domain or f"{company.slug}.example", slug=company.slug),
-                 "accessed_at_utc": self._date(started + timedelta(milliseconds=rng.randint(0, duration_ms)))}
+                {
+                    "source_name": name,
+                    "url": url.format(domain=company.domain or f"{company.slug}.example", slug=company.slug),
+                    "accessed_at_utc": self._date(started + timedelta(milliseconds=rng.randint(0, duration_ms))),
+                }
                 for name, url in rng.sample(_CITATION_SOURCES, rng.randint(1, 3))
             ]
-        meta.update(self._unknown(0.05, "ResearchMeta", tokens_used=rng.randint(2_000, 60_000),
-                                  prompt_version="v7-ß"))
+        meta.update(self._unknown(0.05, "ResearchMeta", tokens_used=rng.randint(2_000, 60_000), prompt_version="v7-ß"))
         return meta
 
     def _icp(self, after: datetime) -> tuple[dict, datetime]:
@@ -728,8 +969,10 @@ class _LeadFactory:
             self.variants["fit_tier as 'Tier X'"] += 1
             tier = f"Tier {tier}"
         legacy = rng.random() < 0.15
-        breakdown = {category: self._category(category, round(score * top / 100), top, legacy)
-                     for category, top in _ICP_CATEGORIES}
+        breakdown = {
+            category: self._category(category, round(score * top / 100), top, legacy)
+            for category, top in _ICP_CATEGORIES
+        }
         icp = {
             "icp_score": icp_score,
             "fit_tier": tier,

@@ -13,10 +13,8 @@ import bson
 import pandas as pd
 from pymongo.database import Database
 
-from leadnorm.config import SOURCE_COLLECTION
+from leadnorm.contract import NESTED_LEAD, SOURCE_COLLECTION
 from leadnorm.mongo import CODEC_OPTIONS, split_bson
-
-NESTED_LEAD = {"lead_input": {"$exists": True}}
 
 
 def count_nested_leads(db: Database) -> int:

@@ -20,14 +20,10 @@ from pymongo import ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from leadnorm.config import LeadnormError
-from leadnorm.progress import Progress
+from leadnorm.errors import LoadError
+from leadnorm.steps.progress import Progress
 
 log = logging.getLogger("leadnorm")
-
-
-class LoadError(LeadnormError):
-    """The server refused writes; the message names no personal data."""
 
 
 @dataclass
@@ -71,8 +67,9 @@ def to_documents(frame: pd.DataFrame) -> Iterator[dict]:
         yield {k: _bson_value(v) for k, v in row.items() if not _missing(v)}
 
 
-def load_collection(db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool = False,
-                    batch_size: int = 1000) -> LoadResult:
+def load_collection(
+    db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool = False, batch_size: int = 1000
+) -> LoadResult:
     """Make the stored documents of `name` equal the frame's rows (none is deleted)."""
     result = LoadResult(name)
     progress = Progress(f"load {name}", len(frame))
@@ -120,5 +117,6 @@ def _write(name: str, operation) -> None:
         errors = exc.details.get("writeErrors", [])
         first = errors[0] if errors else {}
         index = first.get("keyPattern") or first.get("code")
-        raise LoadError(f"{name}: the server refused {len(errors)} writes (first: code "
-                        f"{first.get('code')}, index {index})") from None
+        raise LoadError(
+            f"{name}: the server refused {len(errors)} writes (first: code {first.get('code')}, index {index})"
+        ) from None

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bson.decimal128 import Decimal128
 
-from leadnorm.schema import FIT_TIERS, LEVELS
+from leadnorm.contract import FIT_TIERS, LEVELS
 
 
 class Warnings(Counter):
@@ -106,8 +106,9 @@ def normalize_linkedin(value, target: str, warnings: Warnings) -> str | None:
     return _normalized(value, target, warnings, _linkedin_path, _LINKEDIN)
 
 
-def read_number(value, target: str, warnings: Warnings, *, lo: float | None = None,
-                hi: float | None = None, integer: bool = False) -> float | int | None:
+def read_number(
+    value, target: str, warnings: Warnings, *, lo: float | None = None, hi: float | None = None, integer: bool = False
+) -> float | int | None:
     """A number within [lo, hi]; numeric strings are read, anything else is unreadable."""
     if is_blank(value):
         return None
@@ -149,7 +150,7 @@ def read_datetime(value, target: str, warnings: Warnings) -> datetime | None:
     if moment is None:
         warnings.unreadable(target)
         return None
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 

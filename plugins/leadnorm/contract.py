@@ -1,0 +1,52 @@
+"""The data contract's names and value sets, defined once (docs/data-contract.md).
+
+The schema (`leadnorm.schema`), the Great Expectations suites and the synthetic
+generator all use these; `tests/test_contract.py` ties them together.
+"""
+
+from __future__ import annotations
+
+import bson
+
+DEFAULT_DB = "jazon_ai_sdr"
+SOURCE_COLLECTION = "leads"
+REJECTS_COLLECTION = "migration_rejects"
+
+# A nested (source) lead is a document of the source collection with `lead_input`;
+# normalized leads share the collection and carry `legacy_lead_id` instead.
+NESTED_LEAD = {"lead_input": {"$exists": True}}
+NORMALIZED_LEAD = {"legacy_lead_id": {"$exists": True}}
+
+# Set on a source lead once everything derived from it is written.
+MIGRATED = "_migrated"
+MIGRATED_LEAD_ID = "_migrated_lead_id"
+
+COLLECTION_NAMES = (  # load order: referenced collections first
+    "companies",
+    "personas",
+    "leads",
+    "technographics",
+    "research_runs",
+    "citations",
+    "detected_signals",
+    "icp_scores",
+    "icp_factor_breakdowns",
+)
+
+STATUSES = ("uploaded", "researched", "icp_scored")
+FIT_TIERS = ("A", "B", "C", "D")
+LEVELS = ("High", "Medium", "Low")  # technographic confidence, signal strength, research confidence
+DEFAULT_LEVEL = "Low"
+
+REJECT_NOT_OBJECT = "lead_input is not an object"
+REJECT_NO_IDENTITY = "lead_input has neither a name nor a readable email"
+REJECT_TOO_LARGE = "too large"
+REJECT_REASONS = (REJECT_NOT_OBJECT, REJECT_NO_IDENTITY, REJECT_TOO_LARGE)
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # MongoDB's BSON document limit
+
+
+def legacy_key(value: object) -> bytes:
+    """A hashable, type-exact key for any source `_id`: `"42"` and `42` differ, an embedded
+    document works. Equal ids as the server returns them give equal keys."""
+    return bson.encode({"_id": value})
