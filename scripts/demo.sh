@@ -17,7 +17,7 @@ if ! $BIN/airflow dags test leads_migration > "$log" 2>&1; then
   echo "demo: the DAG run failed; full log in $log" >&2
   exit 1
 fi
-summary=$(ls -t .leadnorm/staging/leads_migration/*/summary.txt | head -1)
+summary=$(ls -t reports/summaries/leads_migration/*.txt | head -1)
 cat "$summary"
 echo
 echo "Data Docs: reports/data_docs/index.html  (serve them: .venv/bin/python -m leadnorm reports serve)"

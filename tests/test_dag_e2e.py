@@ -44,14 +44,15 @@ def test_dag_migrates_then_changes_nothing(db, mongo_uri, tmp_path):
     assert migrated + db[REJECTS_COLLECTION].count_documents({}) == nested == 400
     assert db.leads.count_documents({"legacy_lead_id": {"$exists": True}}) == migrated
     assert list((tmp_path / "backups").iterdir())
-    summaries = list((tmp_path / "staging").rglob("summary.txt"))
+    summaries = list((tmp_path / "reports" / "summaries").rglob("*.txt"))
     assert len(summaries) == 1 and "verify: OK" in summaries[0].read_text()
+    assert not list((tmp_path / "staging").rglob("*.*")), "a successful run leaves its run folder behind"
 
     before = {name: list(db[name].find({}, sort=[("_id", 1)])) for name in COLLECTIONS}
     second = dags_test(mongo_uri, db.name, tmp_path)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert {name: list(db[name].find({}, sort=[("_id", 1)])) for name in COLLECTIONS} == before
-    latest = max((tmp_path / "staging").rglob("summary.txt"), key=lambda p: p.stat().st_mtime)
+    latest = max((tmp_path / "reports" / "summaries").rglob("*.txt"), key=lambda p: p.stat().st_mtime)
     assert "marked _migrated: 0 now" in latest.read_text()
 
 

@@ -30,7 +30,7 @@ def test_every_dag_has_tags_doc_and_retries(dagbag):
 
 def test_leads_migration_shape(dagbag):
     dag = dagbag.dags["leads_migration"]
-    order = ["backup", "extract", "normalize", "validate", "load", "mark", "verify"]
+    order = ["backup", "extract", "normalize", "validate", "load", "mark", "verify", "remove_run_folder"]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"

@@ -7,6 +7,7 @@ import pytest
 from leadnorm import cli
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.schema import COLLECTIONS
+from leadnorm.steps.runstore import RunFolder
 from leadnorm.steps import pipeline
 from leadnorm.transform import normalize
 from leadnorm.transform.resolve import resolve as real_resolve
@@ -43,7 +44,7 @@ def test_broken_frames_stop_the_run_before_any_write(broken, tmp_path):
     from leadnorm.errors import GateFailed
 
     with pytest.raises(GateFailed) as failed:
-        pipeline.migrate(broken, backup_dir=tmp_path / "backups", run=pipeline.RunFolder(tmp_path / "run"))
+        pipeline.migrate(broken, backup_dir=tmp_path / "backups", run=RunFolder(tmp_path / "run"))
     message = str(failed.value)
     assert "companies.domain expect_column_values_to_be_unique (2 unexpected)" in message
     assert "leads.company_id__resolves" in message
@@ -66,7 +67,7 @@ def test_skip_validation_loads_what_the_gate_would_stop(broken, tmp_path):
 
     with pytest.raises(LoadError, match="companies: the server refused 1 writes"):
         pipeline.migrate(
-            broken, backup_dir=tmp_path / "b", skip_validation=True, run=pipeline.RunFolder(tmp_path / "run")
+            broken, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "run")
         )
     assert broken.leads.count_documents({"_migrated": True}) == 0
     assert set(COLLECTIONS) - set(broken.list_collection_names())  # stopped at the first collection

@@ -8,7 +8,8 @@ from pathlib import Path
 import papermill
 
 from leadnorm.devtools.seed import seed_leads
-from leadnorm.steps.pipeline import RunFolder, migrate
+from leadnorm.steps.pipeline import migrate
+from leadnorm.steps.runstore import RunFolder
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EMAIL = re.compile(r"[^\s@\"']+@[^\s@\"']+\.[a-z]{2,}", re.IGNORECASE)

@@ -11,7 +11,8 @@ from leadnorm.devtools.seed import seed_leads
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps import pipeline
 from leadnorm.steps.backup import iter_backup_documents, read_manifest, restore_collection
-from leadnorm.steps.pipeline import RunFolder, migrate
+from leadnorm.steps.pipeline import migrate
+from leadnorm.steps.runstore import RunFolder
 
 LEADS = 600
 
@@ -85,9 +86,9 @@ def test_second_run_writes_nothing_and_keeps_every_id(seeded, tmp_path):
     folder, report = run(seeded, tmp_path, "second")
     assert report.ok
     for name in COLLECTIONS:
-        saved = pipeline.read_result(folder, f"load-{name}")
+        saved = folder.read_result(f"load-{name}")
         assert saved["inserted"] == saved["replaced"] == 0 and saved["unchanged"] > 0, name
-    assert pipeline.read_result(folder, "mark")["marked"] == 0
+    assert folder.read_result("mark")["marked"] == 0
     assert snapshot(seeded) == before
 
 
@@ -97,7 +98,7 @@ def test_dry_run_writes_nothing(seeded, tmp_path):
     assert report is None
     assert snapshot(seeded) == before
     assert not (tmp_path / "backups").exists()
-    assert pipeline.read_result(folder, "load-leads")["inserted"] > 0  # what it would write
+    assert folder.read_result("load-leads")["inserted"] > 0  # what it would write
 
 
 def test_batch_size_does_not_change_the_result(mongo_uri, tmp_path):

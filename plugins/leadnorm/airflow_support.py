@@ -9,7 +9,7 @@ from pymongo.database import Database
 
 from leadnorm.contract import DEFAULT_DB
 from leadnorm.mongo import database
-from leadnorm.steps.pipeline import RunFolder
+from leadnorm.steps.runstore import RunFolder
 
 MONGO_CONN_ID = "mongo_default"
 
@@ -24,4 +24,4 @@ def mongo_database(conn_id: str = MONGO_CONN_ID) -> Database:
 
 def run_folder(dag_id: str, run_id: str) -> RunFolder:
     """One staging folder per DAG run: a retried task finds its inputs where it left them."""
-    return RunFolder.new(f"{dag_id}/{run_id}")
+    return RunFolder.new(f"{dag_id}/{run_id}", command=dag_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bson.codec_options import CodecOptions
+from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -12,8 +12,9 @@ from leadnorm.config import database_from_uri
 from leadnorm.contract import DEFAULT_DB
 from leadnorm.errors import ConfigError
 
-# Timezone-aware UTC datetimes both ways, so values compare equal after a round trip.
-CODEC_OPTIONS = CodecOptions(tz_aware=True)
+# Timezone-aware UTC datetimes both ways, so values compare equal after a round trip; a date
+# outside Python's range decodes as bson.DatetimeMS instead of failing the whole batch.
+CODEC_OPTIONS = CodecOptions(tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 
 
 def resolve_uri(uri: str | None = None) -> str:

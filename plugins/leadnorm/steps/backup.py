@@ -5,12 +5,14 @@ server stores them (raw BSON, `_id` order) and `<collection>.metadata.json` thei
 indexes, so `mongorestore` reads the folder as it reads a mongodump. `manifest.json`
 records each file's document count and sha256. The folder appears under its final
 name only once complete: a run killed mid-backup leaves no half backup behind.
+Backups hold personal data: folders are created 0700, files 0600.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,13 +24,14 @@ from pymongo.database import Database
 
 from leadnorm.config import mask_uri
 from leadnorm.mongo import split_bson
+from leadnorm.steps.runstore import private_dir, write_private
 
 MANIFEST = "manifest.json"
 
 
 def _dump_collection(db: Database, name: str, folder: Path) -> dict:
     digest, count, size = hashlib.sha256(), 0, 0
-    with open(folder / f"{name}.bson", "wb") as out:
+    with os.fdopen(os.open(folder / f"{name}.bson", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         for chunk in db[name].find_raw_batches({}, sort=[("_id", 1)], batch_size=2000):
             out.write(chunk)
             digest.update(chunk)
@@ -42,8 +45,9 @@ def _dump_collection(db: Database, name: str, folder: Path) -> dict:
         "type": info.get("type", "collection"),
         "options": info.get("options", {}),
     }
-    (folder / f"{name}.metadata.json").write_text(
-        json_util.dumps(metadata, json_options=json_util.CANONICAL_JSON_OPTIONS)
+    write_private(
+        folder / f"{name}.metadata.json",
+        json_util.dumps(metadata, json_options=json_util.CANONICAL_JSON_OPTIONS).encode(),
     )
     return {"documents": count, "bytes": size, "sha256": digest.hexdigest()}
 
@@ -65,7 +69,8 @@ def backup(db: Database, backup_dir: Path, collections: list[str]) -> Path:
         suffix += 1
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    (partial / db.name).mkdir(parents=True)
+    private_dir(backup_dir)
+    private_dir(partial / db.name)
     existing = set(db.list_collection_names())
     manifest = {
         "database": db.name,
@@ -75,7 +80,7 @@ def backup(db: Database, backup_dir: Path, collections: list[str]) -> Path:
             name: _dump_collection(db, name, partial / db.name) for name in collections if name in existing
         },
     }
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    write_private(partial / MANIFEST, json.dumps(manifest, indent=2).encode())
     partial.rename(folder)
     return folder
 
