@@ -1,7 +1,8 @@
 """Data Docs: self-contained (no remote asset left anywhere) and free of personal data.
 
 One gate run over frames broken on purpose with personal data in the failing values
-provides the docs that every test here reads.
+provides the docs that every test here reads. Result pages also say how severe each
+failed expectation is.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ LOCAL_REFERENCE = re.compile(r"""\s(?:src|href)\s*=\s*["'](?P<url>[^"'#][^"']*)[
 
 
 @pytest.fixture(scope="module")
-def docs(tmp_path_factory) -> Path:
+def gate_result(tmp_path_factory):
     reports = tmp_path_factory.mktemp("datadocs") / "reports"
     frames, source = valid_frames()
     personas, leads = frames["personas"], frames["leads"]
@@ -47,7 +48,12 @@ def docs(tmp_path_factory) -> Path:
         ("leads", "email"),
         ("companies", "domain"),
     } <= failed, result.summary()
-    return reports / "data_docs"
+    return result
+
+
+@pytest.fixture(scope="module")
+def docs(gate_result) -> Path:
+    return gate_result.docs_index.parent
 
 
 def _text_files(docs: Path):
@@ -76,8 +82,11 @@ def test_every_local_reference_exists(docs):
 
 
 def test_no_personal_data_in_the_docs(docs):
+    """Neither in the pages nor in the stored results the index is built from."""
+    results = _text_files(docs.parent / "gx_results")
+    assert len(results) == 10  # one per suite
     pages = 0
-    for path in _text_files(docs):
+    for path in [*_text_files(docs), *results]:
         if "vendor" not in path.parts:
             text = path.read_text(encoding="utf-8")
             assert not EMAIL_LIKE.search(text), f"{path}: {EMAIL_LIKE.search(text).group()}"
@@ -86,8 +95,26 @@ def test_no_personal_data_in_the_docs(docs):
             assert "linkedin.com/in" not in text.lower(), path
             pages += path.suffix == ".html"
     assert pages >= 21  # index, ten suites, ten results
-    personas_page = next((docs / "validations" / "personas").rglob("*.html")).read_text(encoding="utf-8")
-    assert "masked:" in personas_page  # the failing values are still shown, masked
+    assert "masked:" in _result_page(docs, "personas")  # the failing values are still shown, masked
+
+
+def _result_page(docs: Path, suite: str) -> str:
+    return next((docs / "validations" / suite).rglob("*.html")).read_text(encoding="utf-8")
+
+
+def _severity_badges(page: str) -> list[str]:
+    return re.findall(r'<span class="badge badge-(?:warning|danger)"\s*>(warning|critical)</span>', page)
+
+
+def test_failed_expectations_show_their_severity(docs, gate_result):
+    """A failed warning reads "warning", a failed critical one "critical"; passed ones get no badge."""
+    for suite in ("nested_leads", "personas", "leads", "companies", "citations"):
+        expected = sorted(
+            ["critical"] * sum(f.suite == suite for f in gate_result.failures)
+            + ["warning"] * sum(f.suite == suite for f in gate_result.warnings)
+        )
+        assert sorted(_severity_badges(_result_page(docs, suite))) == expected, suite
+    assert _severity_badges(_result_page(docs, "nested_leads")) == ["warning"]  # the rejected lead
 
 
 def test_masking_keeps_duplicates_recognisable():

@@ -40,13 +40,14 @@ def _require_browser() -> None:
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory) -> Path:
-    """Docs of a run with a critical failure and a warning, so result tables have rows."""
+    """Docs of a run with a critical failure and a warning, so result tables have rows, then of a dry run."""
     reports = tmp_path_factory.mktemp("browser") / "reports"
     frames, source = valid_frames()
     frames["leads"].loc[2, "status"] = "qualified"
     frames["personas"].loc[3, ["email", "linkedin_url"]] = None
     result = run_gate(frames, source, reports_dir=reports, run_name="browser")
     assert not result.passed
+    assert run_gate(*valid_frames(), reports_dir=reports, run_name="browser", dry_run=True).passed
     return reports
 
 
@@ -145,9 +146,17 @@ def test_index_and_validation_page_render_without_network(browser, reports, docs
     base = docs_url.rsplit("/data_docs/", 1)[0]
     index = _open(browser, docs_url, reports / "screenshots" / "index.png")
     _assert_rendered_offline(index, base)
+    run_names = browser.execute_script(  # all rows, not only the table's first page
+        "return $('.ge-index-page-validation-results-table').bootstrapTable('getData').map(row => row.run_name)"
+    )
+    assert sorted(set(run_names)) == ["browser", "dry-run-browser"], run_names  # the dry one labelled as such
 
     page = next((reports / "data_docs" / "validations" / "leads").rglob("*.html"))
     url = f"{base}/{page.relative_to(reports).as_posix()}"
     result = _open(browser, url, reports / "screenshots" / "leads-validation.png")
     _assert_rendered_offline(result, base)
     assert "qualified" in browser.page_source  # the failed status shows as an unexpected value
+    badges = browser.execute_script(
+        "return [...document.querySelectorAll('td .badge-danger, td .badge-warning')].map(b => b.innerText)"
+    )
+    assert sorted(badges) == ["critical"]  # the failed status; the leads suite had no failed warning

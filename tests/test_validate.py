@@ -7,23 +7,32 @@ resolving); the Data Docs tests import it too.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from bson import ObjectId
+from bson.int64 import Int64
 
 from leadnorm import schema
 from leadnorm.errors import GateFailed
 from leadnorm.quality.validate import (
     SOURCE_SUITE,
     Finding,
+    GateResult,
+    id_text,
     run_gate,
     suite_definitions,
     validation_frames,
 )
 
 NOW = dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.UTC)
+OBJECT_ID_HEX = "^[0-9a-f]{24}$"
 PERSON_NAMES = [
     "Ada Quillfeather",
     "Bram Oakenshaw",
@@ -211,6 +220,49 @@ def test_valid_frames_pass(reports):
     assert result.docs_index == reports / "data_docs" / "index.html"
     assert result.docs_index.is_file()
     assert result.summary().startswith("Quality gate passed")
+    assert result.log_line() == (
+        "validation passed with 1 warning: nested_leads.outcome expect_column_values_to_be_in_set (1 unexpected);"
+        f" Data Docs: {result.docs_index}"
+    )
+
+
+def test_log_line_names_every_failed_expectation():
+    warning = Finding("leads", "expect_column_values_to_match_regex", "email", 3)
+    other = Finding("companies", "expect_table_row_count_to_equal", None, None)
+    critical = Finding("leads", "expect_column_values_to_be_in_set", "status", 1)
+    index = Path("reports/data_docs/index.html")
+    assert GateResult(True, [], [], index).log_line() == f"validation passed; Data Docs: {index}"
+    assert GateResult(True, [], [warning, other], index).log_line() == (
+        "validation passed with 2 warnings: leads.email expect_column_values_to_match_regex (3 unexpected);"
+        f" companies expect_table_row_count_to_equal; Data Docs: {index}"
+    )
+    assert GateResult(False, [critical], [warning], index).log_line() == (
+        "validation FAILED with 1 critical failure: leads.status expect_column_values_to_be_in_set (1 unexpected);"
+        f" 1 warning: leads.email expect_column_values_to_match_regex (3 unexpected); Data Docs: {index}"
+    )
+    assert "\n" not in GateResult(False, [critical, critical], [warning] * 5, index).log_line()
+
+
+def test_gate_keeps_gx_info_logs_out(reports, caplog):
+    gx_logger = logging.getLogger("great_expectations")
+    before = gx_logger.level
+    gx_logger.setLevel(logging.DEBUG)  # GX at its noisiest, and a level run_gate must restore
+    try:
+        with caplog.at_level(logging.INFO):
+            run_gate(*valid_frames(), reports_dir=reports)
+        assert [
+            r for r in caplog.records if r.name.startswith("great_expectations") and r.levelno < logging.WARNING
+        ] == []
+        assert gx_logger.level == logging.DEBUG
+    finally:
+        gx_logger.setLevel(before)
+
+
+def test_importing_the_gate_logs_no_gx_info():
+    """Importing GX alone logs some 200 INFO lines; the pipeline imports the gate inside its task."""
+    script = "import logging; logging.basicConfig(level=logging.INFO); import leadnorm.quality.validate"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert "great_expectations" not in run.stderr, run.stderr[:2000]
 
 
 def test_docs_default_to_the_configured_reports_dir(tmp_path, monkeypatch):
@@ -279,6 +331,45 @@ def test_string_id_is_no_object_id(reports):
     assert Finding("leads", "expect_column_values_to_be_in_set", "persona_id__resolves", 1) in failures
 
 
+def _with_legacy_ids(frames, source, legacy_ids: list) -> None:
+    """Give the first migrated nested leads (and so their leads) the source ids `legacy_ids`."""
+    legacy = list(frames["leads"]["legacy_lead_id"])
+    legacy[: len(legacy_ids)] = legacy_ids
+    frames["leads"]["legacy_lead_id"] = pd.Series(legacy, index=frames["leads"].index, dtype=object)
+    source["_id"] = pd.Series([*legacy, *source["_id"][len(legacy) :]], index=source.index, dtype=object)
+
+
+def test_source_ids_of_any_type_pass(reports):
+    """Data contract section 3: any source `_id` is a legacy id; "42" and 42 are two leads."""
+    frames, source = valid_frames()
+    _with_legacy_ids(frames, source, ["42", 42, {"tenant": "acme", "lead": 42}, Int64(42), dt.datetime(2020, 1, 1)])
+    result = run_gate(frames, source, reports_dir=reports)
+    assert result.passed, result.summary()
+    assert result.failures == []
+    assert result.warnings == [Finding(SOURCE_SUITE, "expect_column_values_to_be_in_set", "outcome", 1)]
+
+
+def test_duplicate_source_ids_still_fail(reports):
+    frames, source = valid_frames()
+    _with_legacy_ids(frames, source, [{"lead": 42}, {"lead": 42}])
+    failures = run_gate(frames, source, reports_dir=reports).failures
+    assert Finding(SOURCE_SUITE, "expect_column_values_to_be_unique", "_id", 2) in failures
+    assert Finding("leads", "expect_column_values_to_be_unique", "legacy_lead_id", 2) in failures
+
+
+def test_id_texts_keep_distinct_ids_distinct():
+    oid = ObjectId()
+    assert id_text(oid) == str(oid)
+    assert id_text("42") == "str:42"
+    assert id_text(42) == id_text(np.int64(42)) == "int:42"  # a numeric column's numpy scalar is the same id
+    assert id_text(Int64(42)) == "Int64:42"
+    assert id_text(str(oid)) == f"str:{oid}"  # never passes for an ObjectId
+    assert id_text({"b": 1, "a": "x"}) == 'dict:{"b": {"$numberInt": "1"}, "a": "x"}'  # key order kept
+    assert id_text({"a": "x", "b": 1}) != id_text({"b": 1, "a": "x"})
+    assert id_text({"n": 1}) != id_text({"n": "1"}) != id_text({"n": 1.0})
+    assert id_text(None) is id_text(float("nan")) is None
+
+
 def test_warning_only_problems_pass_with_warnings(reports):
     frames, source = valid_frames(leads=12)
     personas = frames["personas"]
@@ -292,6 +383,8 @@ def test_warning_only_problems_pass_with_warnings(reports):
         in result.warnings
     )
     assert result.summary().startswith("Quality gate passed. 3 warning(s): ")
+    assert result.log_line().startswith("validation passed with 3 warnings: ")
+    assert "personas.linkedin_url expect_column_values_to_not_be_null (1 unexpected)" in result.log_line()
 
 
 def test_missing_frame_and_column_fail_instead_of_crashing(reports):
@@ -315,13 +408,30 @@ def test_validation_frames_mark_references():
     assert frames["leads"]["company_id"].map(type).eq(ObjectId).sum() == len(leads) - 1  # input untouched
 
 
+def _object_id_checked(expectations: list[dict], column: str) -> bool:
+    return any(
+        e["type"] == "expect_column_values_to_match_regex"
+        and e["kwargs"]["column"] == column
+        and e["kwargs"]["regex"] == OBJECT_ID_HEX
+        and e["severity"] == "critical"
+        for e in expectations
+    )
+
+
 def test_suites_cover_the_schema():
-    """The JSON suites and schema.py describe the same collections, columns and references."""
+    """The JSON suites and schema.py describe the same collections, columns and references.
+
+    Target ids are ObjectIds (references too: they must find a target `_id`); source ids,
+    the nested leads' `_id` and so `legacy_lead_id`, may be of any type.
+    """
     suites = suite_definitions()
     assert set(suites) == {*schema.COLLECTIONS, SOURCE_SUITE}
+    assert not _object_id_checked(suites[SOURCE_SUITE]["expectations"], "_id")
+    assert not _object_id_checked(suites["leads"]["expectations"], "legacy_lead_id")
     for name, collection in schema.COLLECTIONS.items():
         expectations = suites[name]["expectations"]
         assert all(e["severity"] in ("critical", "warning") for e in expectations), name
+        assert _object_id_checked(expectations, "_id"), name
         columns = next(
             e["kwargs"]["column_set"] for e in expectations if e["type"] == "expect_table_columns_to_match_set"
         )

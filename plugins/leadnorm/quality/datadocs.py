@@ -5,6 +5,8 @@ from a remote host, and shows sample values of failed expectations. Reports here
 on machines without network and must not spread personal data, so `publish` masks the
 values of personal columns before rendering and `make_offline` points every page at the
 copies vendored in `datadocs_assets/` (reproduced by `scripts/vendor_datadocs_assets.sh`).
+The masked results stay in a results store next to the docs, so the index lists every run;
+result pages show the severity of each failed expectation (`docs_renderers`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SITE_NAME = "leadnorm"
+RESULTS_STORE = "leadnorm_masked_results"  # the site renders from this store only
 ASSETS = files("leadnorm.quality") / "datadocs_assets"  # package data
 VENDOR_SUBDIR = Path("static/vendor")  # where the vendored assets go, under the docs root
 GX_IMAGES_HOST = "great-expectations-web-assets.s3.us-east-2.amazonaws.com"
@@ -42,14 +45,42 @@ _SRI_ATTRIBUTE = re.compile(r"""\s(?:integrity|crossorigin)\s*=\s*(["']).*?\1"""
 _CSS_URL = re.compile(r"""url\(\s*(?P<quote>["']?)(?P<url>[^"')]*?)(?P=quote)\s*\)""")
 
 
+def results_store(results_dir: Path) -> dict:
+    """The GX `stores` entry for the masked results of every run, kept as JSON in `results_dir`."""
+    return {
+        RESULTS_STORE: {
+            "class_name": "ValidationResultsStore",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(results_dir)},
+        }
+    }
+
+
 def site_config(docs_dir: Path) -> dict:
-    """The GX `data_docs_sites` entry: one local site in `docs_dir`, without GX's tutorials."""
+    """The GX `data_docs_sites` entry: one local site in `docs_dir`, without GX's tutorials.
+
+    Result pages come from the masked results store only (profiling pages, which would read
+    GX's own unmasked store, are off) and use a results table that shows severities.
+    """
+    table = {"module_name": "leadnorm.quality.docs_renderers", "class_name": "ResultsTableWithSeverity"}
     return {
         SITE_NAME: {
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_section_builders": {
+                "validations": {
+                    "source_store_name": RESULTS_STORE,
+                    "renderer": {
+                        "class_name": "ValidationResultsPageRenderer",
+                        "column_section_renderer": {
+                            "class_name": "ValidationResultsColumnSectionRenderer",
+                            "table_renderer": table,
+                        },
+                    },
+                },
+                "profiling": "None",
+            },
         }
     }
 
@@ -57,14 +88,17 @@ def site_config(docs_dir: Path) -> dict:
 def publish(context, results: dict, personal_columns: dict[str, list[str]], docs_dir: Path) -> Path:
     """Render `results` (GX validation results by store key) as Data Docs; return the index.
 
-    The results are masked in place first (see `mask_personal_data`), then stored in the
-    context's validation results store, which is what GX renders from.
+    The results are masked in place first (see `mask_personal_data`), then added to the
+    masked results store. Only this run's pages and the suites are rendered; the index is
+    built from every run in the store.
     """
     key = secrets.token_bytes(16)  # per run: masked values group within a run only
+    store = context.stores[RESULTS_STORE]
     for result_key, result in results.items():
         mask_personal_data(result, personal_columns.get(result.suite_name, ()), key)
-        context.validation_results_store.set(result_key, result)
-    context.build_data_docs(site_names=[SITE_NAME])
+        store.set(result_key, result)
+    suite_keys = [result_key.expectation_suite_identifier for result_key in results]
+    context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=[*suite_keys, *results])
     make_offline(docs_dir)
     return docs_dir / "index.html"
 
