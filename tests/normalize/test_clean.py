@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from bson.datetime_ms import DatetimeMS
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
@@ -30,7 +31,7 @@ from leadnorm.transform.clean import (
 )
 
 UTC = UTC
-BLANKS = [None, "", "   ", "\t\n", float("nan")]
+BLANKS = [None, "", "   ", "\t\n"]
 
 
 def read(reader, value, target="t.field", **options):
@@ -429,3 +430,39 @@ def test_unknown_fields_keeps_values_as_they_are():
 @pytest.mark.parametrize("value", [float("inf"), float("-inf")], ids=repr)
 def test_infinite_number_is_unreadable(value):
     assert read(read_number, value, "x") == (None, {"x": 1})
+
+
+# --- NaN, Infinity and dates outside Python's range: unreadable, never a crash or a silent 0 ---------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), Decimal128("NaN"), Decimal128("sNaN"), Decimal128("-Infinity"), Decimal128("1E+6000")],
+    ids=repr,
+)
+def test_nan_and_infinity_are_unreadable_numbers(value):
+    assert read(read_number, value, "x") == (None, {"x": 1})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=repr)
+def test_nan_and_infinity_are_unreadable_text(value):
+    assert read(read_text, value, "x") == (None, {"x": 1})
+
+
+def test_nan_is_no_blank():
+    assert is_blank(float("nan")) is False
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        DatetimeMS(-(10**15)),
+        DatetimeMS(10**16),
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+    ],
+    ids=repr,
+)
+def test_dates_outside_pythons_range_in_utc_are_unreadable(value):
+    assert read(read_datetime, value, "x") == (None, {"x": 1})

@@ -4,6 +4,7 @@ signals, ICP score and breakdowns out (final), its company/persona/technographic
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import pytest
@@ -934,3 +935,10 @@ def test_split_yields_one_company_and_one_persona_mention_per_lead():
     assert list(mentions.company_mentions["domain"]) == [None, None]
     assert list(mentions.persona_mentions["email"]) == ["ann@acme.io", "ann@acme.io"]
     assert list(mentions.outcomes["outcome"]) == ["migrated", "migrated"]
+
+
+def test_split_batch_keeps_a_nan_the_document_holds():
+    """Absent is pd.NA in a source frame, so a genuine NaN is a value: kept under extra."""
+    docs = [nested_lead(1, legacy_score=float("nan")), nested_lead(2)]
+    extras = list(split_batch(source_frame(docs)).leads["extra"])
+    assert math.isnan(extras[0]["legacy_score"]) and extras[1] is None

@@ -22,8 +22,13 @@ def count_nested_leads(db: Database) -> int:
 
 
 def source_frame(documents: list[dict]) -> pd.DataFrame:
-    """One nested lead per row, one column per top-level field, values as MongoDB gave them."""
-    return pd.DataFrame(documents, dtype=object)
+    """One nested lead per row, one column per top-level field, values as MongoDB gave them.
+    A field a document lacks is pd.NA, never NaN: a document may hold a NaN of its own."""
+    columns = dict.fromkeys(key for document in documents for key in document)
+    return pd.DataFrame(
+        {c: pd.Series([d.get(c, pd.NA) for d in documents], dtype=object) for c in columns},
+        index=pd.RangeIndex(len(documents)),
+    )
 
 
 def iter_raw_batches(db: Database, batch_size: int) -> Iterator[bytes]:

@@ -4,7 +4,8 @@ Ids are derived from natural keys, so a frame's rows and the stored documents li
 by `_id`. The loader walks both in `_id` order side by side (a merge join: one sorted
 scan, no per-document round trip, no large `$in`), inserts what is new, replaces what
 changed and leaves the rest alone. A second run therefore writes nothing, and a run
-killed half way picks up where it stopped.
+killed half way picks up where it stopped. "Changed" compares BSON bytes, not Python
+values: a NaN kept under `extra` is never equal to itself, its encoding always is.
 """
 
 from __future__ import annotations
@@ -14,16 +15,22 @@ import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+import bson
 import numpy as np
 import pandas as pd
+from bson.raw_bson import RawBSONDocument
 from pymongo import ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from leadnorm.errors import LoadError
+from leadnorm.mongo import CODEC_OPTIONS
 from leadnorm.steps.progress import Progress
 
 log = logging.getLogger("leadnorm")
+
+# Stored documents as the server's bytes, frame documents encoded the same way (UTC datetimes).
+_RAW = CODEC_OPTIONS.with_options(document_class=RawBSONDocument)
 
 
 @dataclass
@@ -74,7 +81,7 @@ def load_collection(
     result = LoadResult(name)
     progress = Progress(f"load {name}", len(frame))
     ordered = frame.sort_values("_id", key=lambda ids: ids.map(str))
-    stored = db[name].find(scope(name), sort=[("_id", 1)], batch_size=2000)
+    stored = db[name].with_options(codec_options=_RAW).find(scope(name), sort=[("_id", 1)], batch_size=2000)
     current = next(stored, None)
     inserts: list[dict] = []
     replaces: list[ReplaceOne] = []
@@ -96,7 +103,7 @@ def load_collection(
         if current is None or str(current["_id"]) != key:
             inserts.append(document)
             result.inserted += 1
-        elif document != current:
+        elif bson.encode(document, codec_options=CODEC_OPTIONS) != current.raw:
             replaces.append(ReplaceOne({"_id": document["_id"]}, document))
             result.replaced += 1
         else:

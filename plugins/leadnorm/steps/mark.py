@@ -1,8 +1,9 @@
 """Close the loop on the source: mark migrated leads, record rejected ones.
 
 Runs only after every collection is loaded, so a source lead marked `_migrated` always
-has all its derived documents written. Both writes touch only what differs: a rerun
-writes nothing.
+has all its derived documents written. A rejected lead is never marked: one migrated by
+an earlier run and invalid since loses its mark. Every write touches only what differs:
+a rerun writes nothing. Source ids are matched by `legacy_key`, so any `_id` type works.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import pandas as pd
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 
-from leadnorm.contract import MIGRATED, MIGRATED_LEAD_ID, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.contract import (
+    MIGRATED,
+    MIGRATED_LEAD_ID,
+    NESTED_LEAD,
+    REJECTS_COLLECTION,
+    SOURCE_COLLECTION,
+    legacy_key,
+)
 from leadnorm.steps.progress import Progress
 
 
@@ -23,6 +31,7 @@ class MarkResult:
     already_marked: int = 0
     rejects_written: int = 0
     rejects_removed: int = 0
+    unmarked: int = 0  # rejected source leads that lost the mark of an earlier run
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -35,12 +44,12 @@ def _chunks(items: list, size: int):
 
 def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False, batch_size: int = 1000) -> MarkResult:
     """Set `_migrated: true` and `_migrated_lead_id` on each migrated source lead."""
-    new_id = dict(zip(leads["legacy_lead_id"], leads["_id"]))
+    new_id = dict(zip(leads["legacy_lead_id"].map(legacy_key), leads["_id"]))
     result = MarkResult()
     updates = []
     source = db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1, MIGRATED_LEAD_ID: 1})
     for doc in source:
-        target = new_id.get(doc["_id"])
+        target = new_id.get(legacy_key(doc["_id"]))
         if target is None:
             continue
         if doc.get(MIGRATED) is True and doc.get(MIGRATED_LEAD_ID) == target:
@@ -57,19 +66,36 @@ def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False, b
 
 
 def write_rejects(db: Database, rejects: pd.DataFrame, result: MarkResult, *, dry_run: bool = False) -> MarkResult:
-    """Make `migration_rejects` hold exactly this run's rejects: `_id` and `reason`."""
-    wanted = {row["_id"]: {"_id": row["_id"], "reason": row["reject_reason"]} for row in rejects.to_dict("records")}
+    """Make `migration_rejects` hold exactly this run's rejects (`_id` and `reason`), none of them marked."""
+    wanted = {
+        legacy_key(row["_id"]): {"_id": row["_id"], "reason": row["reject_reason"]}
+        for row in rejects.to_dict("records")
+    }
+    result.unmarked += _unmark(db, [want["_id"] for want in wanted.values()], dry_run=dry_run)
     writes = []
     for doc in db[REJECTS_COLLECTION].find({}):
-        want = wanted.pop(doc["_id"], None)
+        want = wanted.pop(legacy_key(doc["_id"]), None)
         if want is None:
             writes.append(DeleteOne({"_id": doc["_id"]}))
             result.rejects_removed += 1
-        elif want != doc:
+        elif doc.keys() != want.keys() or doc["reason"] != want["reason"]:  # not `!=` on the ids: NaN is one
             writes.append(ReplaceOne({"_id": doc["_id"]}, want))
             result.rejects_written += 1
-    writes += [ReplaceOne({"_id": k}, v, upsert=True) for k, v in wanted.items()]
+    writes += [ReplaceOne({"_id": want["_id"]}, want, upsert=True) for want in wanted.values()]
     result.rejects_written += len(wanted)
     if writes and not dry_run:
         db[REJECTS_COLLECTION].bulk_write(writes, ordered=False)
     return result
+
+
+def _unmark(db: Database, ids: list, *, dry_run: bool, batch_size: int = 1000) -> int:
+    """Remove `_migrated` and `_migrated_lead_id` from the source leads `ids` that carry them."""
+    unmarked = 0
+    for chunk in _chunks(ids, batch_size):
+        marked = {"_id": {"$in": chunk}, "$or": [{MIGRATED: {"$exists": True}}, {MIGRATED_LEAD_ID: {"$exists": True}}]}
+        if dry_run:
+            unmarked += db[SOURCE_COLLECTION].count_documents(marked)
+        else:
+            update = {"$unset": {MIGRATED: "", MIGRATED_LEAD_ID: ""}}
+            unmarked += db[SOURCE_COLLECTION].update_many(marked, update).modified_count
+    return unmarked

@@ -4,6 +4,7 @@ Checks, against the database as it is now:
 - nested leads = migrated (`_migrated: true`) + rejected (in `migration_rejects`), none both;
 - each collection holds every document the normalized frames expect, and as many;
 - every reference (company_id, lead_id, ...) resolves to a document of its target.
+Source ids are compared by `legacy_key`, so any `_id` type (an embedded document too) works.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pymongo.database import Database
 
-from leadnorm.contract import MIGRATED, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.contract import MIGRATED, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.load import scope
 from leadnorm.transform.resolve import Normalized
@@ -81,8 +82,11 @@ def _ids(db: Database, collection: str) -> set:
 
 def verify(db: Database, expected: Normalized) -> VerifyReport:
     report = VerifyReport()
-    nested = {doc["_id"]: doc.get(MIGRATED) is True for doc in db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1})}
-    rejected = _ids(db, REJECTS_COLLECTION) & nested.keys()
+    nested = {
+        legacy_key(doc["_id"]): doc.get(MIGRATED) is True
+        for doc in db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1})
+    }
+    rejected = {legacy_key(doc["_id"]) for doc in db[REJECTS_COLLECTION].find({}, {"_id": 1})} & nested.keys()
     migrated = {k for k, marked in nested.items() if marked}
     report.nested, report.migrated, report.rejected = len(nested), len(migrated), len(rejected)
     report.marked_and_rejected = len(migrated & rejected)

@@ -2,7 +2,8 @@
 
 Each reader returns the clean value, or None when the source has no usable value;
 an unusable value that was present is reported to a `Warnings` counter under its
-target field, as the contract asks.
+target field, as the contract asks. NaN, Infinity and dates outside Python's range
+are such values: present, but unreadable (never a silent 0, never a crash).
 """
 
 from __future__ import annotations
@@ -25,21 +26,17 @@ class Warnings(Counter):
 
 
 def is_blank(value) -> bool:
-    """No value: missing, None, NaN or a string of white space."""
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
+    """No value: None or a string of white space. NaN is a value, an unreadable one."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def read_text(value, target: str, warnings: Warnings) -> str | None:
-    """Trimmed text; numbers become their text, objects are unreadable."""
+    """Trimmed text; finite numbers become their text, NaN, Infinity and objects are unreadable."""
     if is_blank(value):
         return None
     if isinstance(value, str):
         return value.strip()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return str(value)
     warnings.unreadable(target)
     return None
@@ -114,7 +111,8 @@ def read_number(
         return None
     number = None
     if isinstance(value, Decimal128):
-        value = float(value.to_decimal())
+        decimal = value.to_decimal()  # sNaN would raise in float()
+        value = float(decimal) if decimal.is_finite() else math.nan
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str):
@@ -136,22 +134,31 @@ def read_number(
 
 
 def read_datetime(value, target: str, warnings: Warnings) -> datetime | None:
-    """UTC datetime at BSON's millisecond precision; ISO strings are read."""
+    """UTC datetime at BSON's millisecond precision; ISO strings are read. A date outside
+    Python's range (a bson.DatetimeMS, or a string that leaves it once moved to UTC) is unreadable."""
     if is_blank(value):
         return None
-    moment = None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            moment = None
+    moment = _utc(value)
     if moment is None:
         warnings.unreadable(target)
         return None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _utc(value) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):  # a bson.DatetimeMS is no datetime
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+        return None
 
 
 _LEVELS = {level.casefold(): level for level in LEVELS}

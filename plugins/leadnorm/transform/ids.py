@@ -2,21 +2,23 @@
 
 So the result does not depend on document order, batches, partitions or reruns: a
 killed run rerun, or a refresh, computes the same ids and finds the documents it
-already wrote. The 12 bytes are a BLAKE2b digest, so ObjectId.generation_time means
-nothing on these ids; created_at/updated_at carry the times.
+already wrote. The key is hashed as BSON, so its parts keep their types: a source
+`_id` of `"42"` and one of `42` give different ids, and any BSON value (an embedded
+document, a UUID, a Decimal128) can be a key. The 12 bytes are a BLAKE2b digest, so
+ObjectId.generation_time means nothing on these ids; created_at/updated_at carry the times.
 """
 
 from __future__ import annotations
 
 from hashlib import blake2b
 
+import bson
 from bson import ObjectId
 
 
 def derived_id(kind: str, *key: object) -> ObjectId:
     """The id of the `kind` document whose natural key is `key`."""
-    text = "\x1f".join([kind, *(k if isinstance(k, str) else repr(k) for k in key)])
-    return ObjectId(blake2b(text.encode("utf-8"), digest_size=12).digest())
+    return ObjectId(blake2b(bson.encode({"k": [kind, *key]}), digest_size=12).digest())
 
 
 def lead_id(legacy_id: object) -> ObjectId:

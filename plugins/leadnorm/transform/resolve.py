@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from leadnorm.contract import DEFAULT_LEVEL
+from leadnorm.contract import DEFAULT_LEVEL, legacy_key
 from leadnorm.schema import COLLECTIONS
 from leadnorm.transform.clean import Warnings, is_blank
 from leadnorm.transform.ids import derived_id
@@ -44,7 +44,7 @@ def _by_recency(mentions: pd.DataFrame) -> pd.DataFrame:
     order = pd.DataFrame(
         {
             "recency": pd.to_datetime(mentions["recency"], utc=True),
-            "tie": mentions["legacy_lead_id"].map(repr),
+            "tie": mentions["legacy_lead_id"].map(legacy_key),
         }
     )
     return mentions.loc[order.sort_values(["recency", "tie"], na_position="first").index]
@@ -95,7 +95,7 @@ def company_keys(mentions: pd.DataFrame) -> pd.Series:
     joined = mentions["name_key"].map(_smallest_by(named, "name_key", "domain")).astype(object)
     key = pd.Series(
         [
-            f"name:{name}" if isinstance(name, str) else f"lead:{legacy!r}"
+            f"name:{name}" if isinstance(name, str) else f"lead:{legacy_key(legacy).hex()}"
             for name, legacy in zip(mentions["name_key"], mentions["legacy_lead_id"])
         ],
         index=mentions.index,
@@ -162,7 +162,7 @@ def resolve_companies(mentions: pd.DataFrame, tech_mentions: pd.DataFrame):
     companies = _with_defaults(merged.reset_index(drop=True)[companies_columns], {"domain"})
     company_by_lead = pd.Series(
         mentions["key"].map(dict(zip(merged.index, merged["_id"]))).values,
-        index=mentions["legacy_lead_id"].map(repr).values,
+        index=mentions["legacy_lead_id"].map(legacy_key).values,
     )
     return companies, _technographics(tech_mentions, company_by_lead), company_by_lead
 
@@ -171,7 +171,7 @@ def _technographics(tech_mentions: pd.DataFrame, company_by_lead: pd.Series) -> 
     columns = COLLECTIONS["technographics"].columns
     if tech_mentions.empty:
         return pd.DataFrame(columns=columns)
-    company_id = tech_mentions["legacy_lead_id"].map(repr).map(company_by_lead)
+    company_id = tech_mentions["legacy_lead_id"].map(legacy_key).map(company_by_lead)
     techs = tech_mentions.assign(
         key=[f"{c}\x1f{n}" for c, n in zip(company_id, tech_mentions["name_key"])], company_id=company_id
     )
@@ -191,7 +191,7 @@ def resolve_personas(mentions: pd.DataFrame):
     personas = _with_defaults(merged.reset_index(drop=True)[columns], {"email", "linkedin_url"})
     persona_by_lead = pd.Series(
         mentions["key"].map(dict(zip(merged.index, merged["_id"]))).values,
-        index=mentions["legacy_lead_id"].map(repr).values,
+        index=mentions["legacy_lead_id"].map(legacy_key).values,
     )
     return personas, persona_by_lead
 
@@ -202,7 +202,7 @@ def resolve(mentions: Mentions) -> Normalized:
     personas, persona_by_lead = resolve_personas(mentions.persona_mentions)
 
     def linked(frame: pd.DataFrame, collection: str) -> pd.DataFrame:
-        legacy = frame["legacy_lead_id"].map(repr)
+        legacy = frame["legacy_lead_id"].map(legacy_key)
         out = frame.assign(
             company_id=legacy.map(company_by_lead).astype(object), persona_id=legacy.map(persona_by_lead).astype(object)
         )

@@ -8,13 +8,19 @@ as *mentions* (one per lead) that `resolve` deduplicates over all batches at onc
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 
+import bson
 import pandas as pd
 from bson import ObjectId
 
-from leadnorm.contract import DEFAULT_LEVEL, REJECT_NO_IDENTITY, REJECT_NOT_OBJECT
+from leadnorm.contract import (
+    DEFAULT_LEVEL,
+    MAX_DOCUMENT_BYTES,
+    REJECT_NO_IDENTITY,
+    REJECT_NOT_OBJECT,
+    REJECT_TOO_LARGE,
+)
 from leadnorm.schema import COLLECTIONS
 from leadnorm.transform.clean import (
     Warnings,
@@ -121,6 +127,14 @@ def _or_none(mapping: dict) -> dict | None:
 
 HEADQUARTERS_PARTS = ("city", "region", "country")
 
+# Room under MongoDB's limit for what is added later: the mark on the source lead, the
+# company_id and persona_id of its normalized lead.
+SIZE_ROOM = 1024
+# A target document is at most about twice the size of its source (a text factor becomes
+# {name: text}), so only a source lead this large has its rows measured.
+LARGE_SOURCE_BYTES = MAX_DOCUMENT_BYTES // 2
+_MENTION_ONLY = ("recency", "name_key")  # columns of a mention row that no target document has
+
 
 def _headquarters(value, warnings: Warnings) -> tuple[str | None, dict]:
     """One text: a string stays, {city, region, country} joins its parts with ", ";
@@ -153,7 +167,6 @@ class _Batch:
         }
 
     def add(self, doc: dict) -> None:
-        legacy = doc["_id"]
         lead_input = doc.get("lead_input")
         identity = Warnings()  # counted only if the lead is migrated: a reject has its reason
         name = email = None
@@ -163,12 +176,34 @@ class _Batch:
             name = read_text(lead_input.get("name"), "leads.name", identity)
             email = normalize_email(lead_input.get("email"), "leads.email", identity)
             reason = None if name or email else REJECT_NO_IDENTITY
+        if reason is None:
+            reason = self._migrate_if_it_fits(doc, lead_input, name, email, identity)
         self.rows["outcomes"].append(
-            {"_id": legacy, "outcome": "rejected" if reason else "migrated", "reject_reason": reason}
+            {"_id": doc["_id"], "outcome": "rejected" if reason else "migrated", "reject_reason": reason}
         )
-        if reason:
-            return
 
+    def _migrate_if_it_fits(self, doc: dict, lead_input: dict, name, email, identity: Warnings) -> str | None:
+        """Split the lead, unless the source could not take its mark or one of its documents would
+        not fit MongoDB's limit: then it is too large and leaves no row and no warning behind."""
+        size = len(bson.encode(doc))
+        if size <= LARGE_SOURCE_BYTES:
+            self._migrate(doc, lead_input, name, email, identity)
+            return None
+        if size > MAX_DOCUMENT_BYTES - SIZE_ROOM:
+            return REJECT_TOO_LARGE
+        lengths = {frame: len(rows) for frame, rows in self.rows.items()}
+        warnings = Warnings(self.warnings)
+        self._migrate(doc, lead_input, name, email, identity)
+        added = (row for frame, rows in self.rows.items() for row in rows[lengths[frame] :])
+        if all(_encoded_size(row) <= MAX_DOCUMENT_BYTES - SIZE_ROOM for row in added):
+            return None
+        for frame, rows in self.rows.items():
+            del rows[lengths[frame] :]
+        self.warnings = warnings
+        return REJECT_TOO_LARGE
+
+    def _migrate(self, doc: dict, lead_input: dict, name, email, identity: Warnings) -> None:
+        legacy = doc["_id"]
         w = self.warnings
         w.update(identity)
         research = read_object(doc.get("research"), "research_runs", w) or None
@@ -420,6 +455,10 @@ class _Batch:
         )
 
 
+def _encoded_size(row: dict) -> int:
+    return len(bson.encode({k: v for k, v in row.items() if k not in _MENTION_ONLY}))
+
+
 def split_documents(documents) -> Mentions:
     """Flatten nested lead documents (dicts as MongoDB returns them) into mention frames."""
     batch = _Batch()
@@ -430,9 +469,12 @@ def split_documents(documents) -> Mentions:
 
 def split_batch(source: pd.DataFrame) -> Mentions:
     """Frames in, frames out: a source frame (one nested lead per row) into mention frames."""
-    return split_documents({k: v for k, v in row.items() if not _absent(v)} for row in source.to_dict("records"))
+    columns = list(source.columns)  # rows as tuples: to_dict would turn the pd.NA of an absent key into None
+    return split_documents(
+        {k: v for k, v in zip(columns, row) if not _absent(v)} for row in source.itertuples(index=False, name=None)
+    )
 
 
 def _absent(value) -> bool:
-    """A key this row's document did not have (the frame's union of keys fills it with NaN)."""
-    return value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+    """A key this row's document did not have (`source_frame` fills it with pd.NA; a NaN is a value)."""
+    return value is pd.NA
