@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
+import os
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
-from leadnorm.config import mask_uri
-from leadnorm.errors import LeadnormError
+from leadnorm.config import mask_uri, uri_has_password
+from leadnorm.errors import ConfigError, LeadnormError
 
 log = logging.getLogger("leadnorm")
+
+EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by SIGINT
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line too (usage stays in --help), so a log of unattended runs reads cleanly."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -32,15 +43,77 @@ def _port(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected more than 0 seconds, got {text!r}")
+    return value
+
+
+def _db_name(text: str) -> str:
+    from leadnorm.mongo import check_db_name
+
+    try:
+        return check_db_name(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _uri_file(path: str) -> str:
+    """The URI a file holds: unlike --uri, it never shows in the process list."""
+    try:
+        uri = Path(path).read_text().rstrip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not uri:
+        raise argparse.ArgumentTypeError(f"{path} is empty")
+    return uri
+
+
+def _age(text: str) -> timedelta:
+    from leadnorm.steps.runstore import parse_age
+
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_server_timeout(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument(
+        "--server-timeout",
+        type=_seconds,
+        default=default,
+        metavar="SECONDS",
+        help="give up on an unreachable MongoDB after this long (5); "
+        "a reply mid-run may take 24 times as long, at least 120 s",
+    )
+
+
 def _add_database_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--uri", help="MongoDB URI (default: $MONGO_URI, else the embedded server)")
-    parser.add_argument("--db", help="database (default: the URI's path, else jazon_ai_sdr)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--uri", help="MongoDB URI (default: $MONGO_URI, else the embedded server); other users see it in ps"
+    )
+    source.add_argument("--uri-file", type=_uri_file, metavar="PATH", help="read the MongoDB URI from this file")
+    parser.add_argument("--db", type=_db_name, help="database (default: the URI's path, else jazon_ai_sdr)")
+    # SUPPRESS: a default here would overwrite a --server-timeout given before the command
+    _add_server_timeout(parser, argparse.SUPPRESS)
 
 
 def _database(args: argparse.Namespace):
     from leadnorm.mongo import connect
 
-    return connect(args.uri, args.db)
+    if args.uri and uri_has_password(args.uri):
+        print(
+            "leadnorm: warning: the password in --uri is visible to every local user in the process list; "
+            "use MONGO_URI or --uri-file",
+            file=sys.stderr,
+        )
+    return connect(args.uri or args.uri_file, args.db, args.server_timeout)
 
 
 # --- mongo -----------------------------------------------------------------
@@ -90,10 +163,14 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from leadnorm.steps.pipeline import RunFolder, migrate, summary
+    from leadnorm.mongo import require_source
 
     db = _database(args)
-    run = RunFolder.new()
+    require_source(db)
+    from leadnorm.steps.pipeline import migrate, summary  # pandas & co: only once the server answers
+    from leadnorm.steps.runstore import RunFolder
+
+    run = RunFolder.new(command="migrate")
     try:
         _, report = migrate(
             db,
@@ -103,29 +180,100 @@ def _migrate(args: argparse.Namespace) -> int:
             skip_validation=args.skip_validation,
             run=run,
         )
-    finally:
-        if run.root.exists():
-            print(summary(run, dry_run=args.dry_run))
+    except BaseException as exc:
+        _print_summary_of_failed(run, args.dry_run)
+        exc.add_note(_kept(run))
+        raise
+    print(summary(run, dry_run=args.dry_run))
     if report is not None and not report.ok:
-        print("leadnorm: error: verification failed: " + "; ".join(report.problems()), file=sys.stderr)
+        _error("verification failed: " + "; ".join(report.problems()), _kept(run))
         return 1
-    shutil.rmtree(run.root, ignore_errors=True)
+    run.remove()
     return 0
 
 
+def _print_summary_of_failed(run, dry_run: bool) -> None:
+    """What the run did before it failed; a summary that fails itself must not hide the run's own error."""
+    from leadnorm.steps.pipeline import summary
+
+    try:
+        print(summary(run, dry_run=dry_run), flush=True)
+    except Exception:
+        log.debug("no summary of the failed run", exc_info=True)
+
+
+def _kept(run) -> str:
+    return f"run folder kept for the retry: {run.root}"
+
+
 def _verify(args: argparse.Namespace) -> int:
-    from leadnorm.steps.pipeline import RunFolder, extract_step, normalize_step, verify_step
+    from leadnorm.mongo import require_source
 
     db = _database(args)
-    run = RunFolder.new()
+    require_source(db)
+    from leadnorm.steps.pipeline import extract_step, normalize_step, verify_step
+    from leadnorm.steps.runstore import RunFolder
+
+    run = RunFolder.new(command="verify")
     try:
         extract_step(db, run, args.batch_size)
         normalize_step(run)
         report = verify_step(db, run)
     finally:
-        shutil.rmtree(run.root, ignore_errors=True)
+        run.remove()
     print(report.render())
     return 0 if report.ok else 1
+
+
+# --- staging ---------------------------------------------------------------
+
+
+def _staging_list(args: argparse.Namespace) -> int:
+    from leadnorm.config import staging_dir
+    from leadnorm.steps.runstore import list_runs
+
+    runs = list_runs()
+    if not runs:
+        print(f"no run folders in {staging_dir()}")
+        return 0
+    rows = [("path", "command", "age", "size", "steps saved")]
+    rows += [(str(r.path), r.command, _duration(r.age), _size(r.size_bytes), ", ".join(r.steps) or "-") for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def _staging_prune(args: argparse.Namespace) -> int:
+    from leadnorm.steps.runstore import prune
+
+    removed = prune(args.older_than)
+    for run in removed:
+        print(f"removed {run.path} ({run.command}, {_duration(run.age)} old, {_size(run.size_bytes)})")
+    if not removed:
+        print(f"no run folders older than {_duration(args.older_than)}")
+    return 0
+
+
+def _duration(age: timedelta) -> str:
+    """`3d 4h`, `2h 5m`, `7m 0s`, `40s`: the two largest units are enough to judge a run folder."""
+    seconds, parts = max(int(age.total_seconds()), 0), []
+    for unit_seconds, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        value, seconds = divmod(seconds, unit_seconds)
+        if value or parts:
+            parts.append(f"{value}{unit}")
+    return " ".join(parts[:2]) or "0s"
+
+
+def _size(size_bytes: int) -> str:
+    if size_bytes < 1000:
+        return f"{size_bytes} B"
+    size = size_bytes / 1000
+    for unit in ("kB", "MB"):
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
 
 
 # --- reports ---------------------------------------------------------------
@@ -146,11 +294,17 @@ def _reports_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from leadnorm.mongo import SERVER_TIMEOUT_S
+
+    parser = _Parser(
         prog="python -m leadnorm",
         description="Migrate nested Jazon AI SDR leads into nine normalized MongoDB collections.",
+        epilog="Exit codes: 0 done, 1 failed (one line on stderr), 2 bad arguments, 130 interrupted.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, and tracebacks of unexpected errors"
+    )
+    _add_server_timeout(parser, SERVER_TIMEOUT_S)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     mongo = commands.add_parser("mongo", help="start, stop or check the embedded MongoDB (SecantusDB)")
@@ -184,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--batch-size", type=_positive_int, default=1000, help="documents per batch (1000)")
     verify.set_defaults(run=_verify)
 
+    staging = commands.add_parser("staging", help="list or prune the run folders failed runs left behind")
+    staging_commands = staging.add_subparsers(dest="staging_command", required=True, metavar="ACTION")
+    staging_commands.add_parser("list", help="path, command, age, size and steps saved of each").set_defaults(
+        run=_staging_list
+    )
+    prune = staging_commands.add_parser("prune", help="remove the run folders older than an age")
+    prune.add_argument("--older-than", type=_age, required=True, metavar="AGE", help="7d, 12h, 30m or 90s")
+    prune.set_defaults(run=_staging_prune)
+
     reports = commands.add_parser("reports", help="serve the validation reports (Data Docs)")
     reports_commands = reports.add_subparsers(dest="reports_command", required=True, metavar="ACTION")
     serve = reports_commands.add_parser("serve", help="serve reports/ on 127.0.0.1 and print the URL")
@@ -192,14 +355,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: str, *notes: str) -> None:
+    """The one line a failure prints: masked, first line only, then where its run folder was kept."""
+    first_line = (mask_uri(message).splitlines() or ["unknown error"])[0]
+    print("; ".join([f"leadnorm: error: {first_line}", *notes]), file=sys.stderr)
+
+
+def _notes(exc: BaseException) -> list[str]:
+    return getattr(exc, "__notes__", [])
+
+
+def _uri_for_messages(args: argparse.Namespace) -> str | None:
+    from leadnorm.mongo import resolve_uri
+
+    try:
+        return resolve_uri(getattr(args, "uri", None) or getattr(args, "uri_file", None))
+    except LeadnormError:
+        return None
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without interpreter shutdown, which after an interrupt was seen to end the process by
+    the signal itself (-2) instead of `code`."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from pymongo.errors import PyMongoError
 
+    from leadnorm.mongo import describe_error
+
     try:
         return args.run(args)
-    except (LeadnormError, PyMongoError, OSError) as exc:
-        print(f"leadnorm: error: {mask_uri(str(exc)).splitlines()[0]}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("; ".join(["leadnorm: interrupted", *_notes(exc)]), file=sys.stderr)
+        _exit_now(EXIT_INTERRUPTED)
+    except PyMongoError as exc:  # connect() succeeded: the server failed mid-run
+        _error(describe_error(exc, _uri_for_messages(args), args.server_timeout), *_notes(exc))
+        return 1
+    except (LeadnormError, OSError) as exc:
+        _error(str(exc), *_notes(exc))
+        return 1
+    except Exception as exc:
+        if args.verbose:
+            raise
+        _error(f"unexpected {type(exc).__name__}: {exc} (rerun with -v for the traceback)", *_notes(exc))
         return 1

@@ -45,3 +45,17 @@ def database_from_uri(uri: str) -> str | None:
     """The database a URI's path names (mongodb://host/db), as MongoHook reads it."""
     path = urlsplit(uri).path.lstrip("/")
     return path or None
+
+
+def uri_has_password(uri: str) -> bool:
+    """Whether `uri` carries a password (worth a warning when it came on the command line)."""
+    found = _CREDENTIALS.search(uri)
+    return bool(found and found["userinfo"].partition(":")[2])
+
+
+def uri_hosts(uri: str) -> str:
+    """The `host:port` list of a URI, credentials left out, for messages (27017 when no port is given)."""
+    hosts = uri.split("://", 1)[-1].rpartition("@")[2].split("/", 1)[0].split("?", 1)[0]
+    if uri.startswith("mongodb+srv://"):
+        return hosts
+    return ", ".join(host if host.rpartition(":")[2].isdigit() else f"{host}:27017" for host in hosts.split(","))

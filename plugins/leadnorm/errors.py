@@ -29,3 +29,15 @@ class GateFailed(LeadnormError):
 
 class StagingError(LeadnormError):
     """A run folder is missing, incomplete or not what this version writes."""
+
+
+class ServerUnreachable(LeadnormError):
+    """MongoDB cannot be reached (refused, unknown host, no reply): names host and port, never credentials."""
+
+
+class LockHeld(LeadnormError):
+    """Another migrate, refresh, rollback or cleanup holds the database's lock; names the holder."""
+
+
+class BackupError(LeadnormError):
+    """A backup is missing, altered or truncated: nothing was restored."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 
 from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, PyMongoError, ServerSelectionTimeoutError
 
-from leadnorm.config import database_from_uri
-from leadnorm.contract import DEFAULT_DB
-from leadnorm.errors import ConfigError
+from leadnorm.config import database_from_uri, mask_uri, uri_hosts
+from leadnorm.contract import DEFAULT_DB, NESTED_LEAD, NORMALIZED_LEAD, SOURCE_COLLECTION
+from leadnorm.errors import ConfigError, ServerUnreachable, SourceError
 
 # Timezone-aware UTC datetimes both ways, so values compare equal after a round trip; a date
 # outside Python's range decodes as bson.DatetimeMS instead of failing the whole batch.
@@ -35,16 +37,119 @@ def resolve_uri(uri: str | None = None) -> str:
 
 
 def resolve_db(db: str | None, uri: str) -> str:
-    """--db, else the database named in the URI's path, else jazon_ai_sdr."""
-    return db or database_from_uri(uri) or DEFAULT_DB
+    """--db, else the database named in the URI's path, else jazon_ai_sdr; checked before anything connects."""
+    return check_db_name(db if db is not None else database_from_uri(uri) or DEFAULT_DB)
 
 
-def connect(uri: str | None = None, db: str | None = None, timeout_ms: int = 10_000) -> Database:
-    """The database to work on; raises a one-line error when the server is not there."""
+_DB_NAME_FORBIDDEN = set('/\\. "$*<>:|?\0')
+DB_NAME_MAX_BYTES = 63
+
+
+def check_db_name(name: str) -> str:
+    """`name` when MongoDB accepts it as a database name; a typo caught here creates nothing on the server."""
+    if not name:
+        raise ConfigError("the database name is empty")
+    if len(name.encode()) > DB_NAME_MAX_BYTES:
+        raise ConfigError(f"database name {name!r} is longer than {DB_NAME_MAX_BYTES} bytes")
+    forbidden = sorted(_DB_NAME_FORBIDDEN.intersection(name))
+    if forbidden:
+        raise ConfigError(f"database name {name!r} contains {''.join(forbidden)!r}, which MongoDB does not allow")
+    return name
+
+
+SERVER_TIMEOUT_S = 5.0
+# A frozen server shows as an operation with no reply at all; a big bulk write or index build is slow
+# but answers, so the limit is generous.
+MIN_SOCKET_TIMEOUT_S = 120.0
+
+
+def socket_timeout(server_timeout: float) -> float:
+    """Seconds one operation may wait for its reply before the server counts as stopped."""
+    return max(MIN_SOCKET_TIMEOUT_S, 24 * server_timeout)
+
+
+def connect(uri: str | None = None, db: str | None = None, server_timeout: float = SERVER_TIMEOUT_S) -> Database:
+    """The database to work on. A server that is not there, or does not answer, raises ServerUnreachable
+    (one line naming host and port) within `server_timeout` seconds; any other refusal a ConfigError."""
     uri = resolve_uri(uri)
-    client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True)
-    client.admin.command("ping")
-    return database(client, resolve_db(db, uri))
+    name = resolve_db(db, uri)
+    timeout_ms = int(server_timeout * 1000)
+    client = None
+    try:
+        client = MongoClient(
+            uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=int(socket_timeout(server_timeout) * 1000),
+            tz_aware=True,
+        )
+        client.admin.command("ping")
+    except PyMongoError as exc:
+        if client is not None:
+            client.close()
+        error = ServerUnreachable if isinstance(exc, ConnectionFailure) else ConfigError
+        raise error(describe_error(exc, uri, server_timeout)) from exc
+    return database(client, name)
+
+
+# pymongo names each failed server as "host:port: <socket error> (configured timeouts: socketTimeoutMS: Nms, ...)",
+# and a failed server selection then appends ", Timeout: 5s, Topology Description: ..." repeating them.
+_SERVER_FAILURE = re.compile(
+    r"(?:^|,\s*)(?P<address>[\w.\-\[\]:%]+:\d+): (?P<reason>[^()]+?) "
+    r"\(configured timeouts: socketTimeoutMS: (?P<timeout_ms>[\d.]+)ms"
+)
+_TOPOLOGY_DUMP = ", Timeout: "
+_SOCKET_ERROR = re.compile(r"\[Errno (?P<errno>-?\d+)\] (?P<text>.+)")
+
+
+def _reason(text: str, timeout_s: float) -> str:
+    """A socket error as an operator reads it: `connection refused`, `unknown host`, `no reply within 5 s`."""
+    if "timed out" in text:
+        return f"no reply within {timeout_s:g} s"
+    error = _SOCKET_ERROR.fullmatch(text)
+    if error is None:
+        return text
+    return "unknown host" if int(error["errno"]) < 0 else error["text"].lower()  # negative: a failed name lookup
+
+
+def describe_error(exc: PyMongoError, uri: str | None = None, server_timeout: float = SERVER_TIMEOUT_S) -> str:
+    """Any pymongo error as one masked line saying where and what, without pymongo's topology dump;
+    `uri` names the server when the error does not."""
+    text = mask_uri(str(exc)).split(_TOPOLOGY_DUMP)[0]
+    failures = list(_SERVER_FAILURE.finditer(text))
+    where = ", ".join(dict.fromkeys(f["address"] for f in failures)) or (uri_hosts(uri) if uri else "the server")
+    reasons = {f["address"]: _reason(f["reason"], float(f["timeout_ms"]) / 1000) for f in failures}
+    if isinstance(exc, ServerSelectionTimeoutError):
+        if len(set(reasons.values())) > 1:
+            return "cannot reach MongoDB at " + ", ".join(f"{host} ({why})" for host, why in reasons.items())
+        if reasons:
+            why = next(iter(reasons.values()))
+        elif text.startswith("No servers found yet"):  # the selection ended before the first connect attempt did
+            why = f"no reply within {server_timeout:g} s"
+        else:
+            why = text.splitlines()[0]
+        return f"cannot reach MongoDB at {where}: {why}"
+    if isinstance(exc, NetworkTimeout) or (isinstance(exc, AutoReconnect) and "cancelled" in text):
+        # a cancelled operation: the server's heartbeat went unanswered for the connect timeout
+        limit = float(failures[0]["timeout_ms"]) / 1000 if failures else server_timeout
+        return f"MongoDB at {where} stopped answering (no reply within {limit:g} s)"
+    if isinstance(exc, ConnectionFailure):
+        why = next(iter(reasons.values()), None) or text.splitlines()[0]
+        return f"lost the connection to MongoDB at {where}: {why}"
+    return text.splitlines()[0].split(", full error:")[0] if text else type(exc).__name__
+
+
+def require_source(db: Database) -> None:
+    """Raise SourceError unless `db` holds leads to work on, nested or migrated: a mistyped database
+    name then fails before any backup or write, instead of creating nine empty collections."""
+    if not db.list_collection_names(filter={"name": SOURCE_COLLECTION}):
+        raise SourceError(f"database {db.name!r} has no {SOURCE_COLLECTION} collection: check the database name (--db)")
+    leads = db[SOURCE_COLLECTION]
+    if leads.find_one(NESTED_LEAD, {"_id": 1}) is None and leads.find_one(NORMALIZED_LEAD, {"_id": 1}) is None:
+        raise SourceError(
+            f"database {db.name!r}: its {SOURCE_COLLECTION} collection holds no nested or migrated lead: "
+            "check the database name (--db)"
+        )
 
 
 def database(client: MongoClient, name: str) -> Database:
