@@ -155,7 +155,8 @@ def validation_frames(frames: dict[str, pd.DataFrame], source: pd.DataFrame) -> 
             id_columns.append("legacy_lead_id")
         for column in id_columns:
             if column in batch:
-                batch[column] = _id_texts(batch[column])
+                source_ids = name == SOURCE_SUITE or column == "legacy_lead_id"
+                batch[column] = _id_texts(batch[column], source=source_ids)
 
     known_ids = {name: set(batches[name]["_id"].dropna()) if "_id" in batches[name] else set() for name in COLLECTIONS}
     for name, collection in COLLECTIONS.items():
@@ -171,16 +172,17 @@ def validation_frames(frames: dict[str, pd.DataFrame], source: pd.DataFrame) -> 
     return batches
 
 
-def id_text(value) -> str | None:
+def id_text(value, *, source: bool = False) -> str | None:
     """Any id as text that keeps distinct ids distinct: an ObjectId its hex, others `<type>:<value>`.
 
     So a string id never passes for an ObjectId, `"42"` and `42` stay apart (`str:42`,
     `int:42`) and an embedded document gets its canonical Extended JSON (key order kept, as
-    MongoDB compares it). None and NaN are no id.
+    MongoDB compares it). None and NaN are no id, except as a source `_id` (`source=True`):
+    there `null` and NaN are legacy ids like any other (`NoneType:None`, `float:nan`).
     """
     if type(value) is ObjectId:  # nearly always: checked first
         return str(value)
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if not source and (value is None or value is pd.NA or (isinstance(value, float) and value != value)):
         return None
     if isinstance(value, np.generic):  # a numeric pandas column hands out numpy scalars
         value = value.item()
@@ -189,8 +191,8 @@ def id_text(value) -> str | None:
     return f"{type(value).__name__}:{value}"
 
 
-def _id_texts(ids: pd.Series) -> pd.Series:
-    return pd.Series([id_text(value) for value in ids], index=ids.index, dtype=object)
+def _id_texts(ids: pd.Series, *, source: bool = False) -> pd.Series:
+    return pd.Series([id_text(value, source=source) for value in ids], index=ids.index, dtype=object)
 
 
 def _resolves(references: pd.Series, targets: set[str]) -> pd.Series:

@@ -68,10 +68,14 @@ def _missing(value) -> bool:
     return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
+# The source `_id` is data whatever it holds: null and NaN are legacy ids too.
+ALWAYS_STORED = frozenset({"legacy_lead_id"})
+
+
 def to_documents(frame: pd.DataFrame) -> Iterator[dict]:
     """Rows as MongoDB documents: a None (absent) value is no field at all."""
     for row in frame.to_dict("records"):
-        yield {k: _bson_value(v) for k, v in row.items() if not _missing(v)}
+        yield {k: _bson_value(v) for k, v in row.items() if k in ALWAYS_STORED or not _missing(v)}
 
 
 def load_collection(

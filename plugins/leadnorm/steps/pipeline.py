@@ -174,7 +174,8 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
     if mark:
         lines.append(
             f"source leads marked _migrated: {mark['marked']} now, {mark['already_marked']} before; "
-            f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed"
+            f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed; "
+            f"{mark['unmarked']} rejected leads unmarked"
         )
     if normalized.get("warnings"):
         lines.append("unreadable values (given their default), per field:")

@@ -74,6 +74,12 @@ def id_object_id():
 
 
 @case()
+def id_null():
+    """`_id: null` is allowed once per collection: a legacy id like any other."""
+    return [lead(None, "id-null")]
+
+
+@case()
 def id_string_42_and_int_42():
     """`"42"` and `42` are two leads, never one."""
     return [lead("42", "id-str-42"), lead(42, "id-int-42")]
