@@ -7,8 +7,8 @@ import pytest
 from leadnorm import cli
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.schema import COLLECTIONS
-from leadnorm.steps.runstore import RunFolder
 from leadnorm.steps import pipeline
+from leadnorm.steps.runstore import RunFolder
 from leadnorm.transform import normalize
 from leadnorm.transform.resolve import resolve as real_resolve
 
@@ -66,8 +66,6 @@ def test_skip_validation_loads_what_the_gate_would_stop(broken, tmp_path):
     from leadnorm.errors import LoadError
 
     with pytest.raises(LoadError, match="companies: the server refused 1 writes"):
-        pipeline.migrate(
-            broken, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "run")
-        )
+        pipeline.migrate(broken, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "run"))
     assert broken.leads.count_documents({"_migrated": True}) == 0
     assert set(COLLECTIONS) - set(broken.list_collection_names())  # stopped at the first collection
