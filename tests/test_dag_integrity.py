@@ -28,10 +28,40 @@ def test_every_dag_has_tags_doc_and_retries(dagbag):
                 assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
-def test_leads_migration_shape(dagbag):
-    dag = dagbag.dags["leads_migration"]
-    order = ["backup", "extract", "normalize", "validate", "load", "mark", "verify", "remove_run_folder"]
+@pytest.mark.parametrize("dag_id", ["leads_migration", "leads_refresh"])
+def test_migration_and_refresh_shape(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    order = [
+        "lock",
+        "backup",
+        "extract",
+        "normalize",
+        "validate",
+        "load",
+        "mark",
+        "verify",
+        "remove_run_folder",
+        "unlock",
+    ]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
+    assert dag.get_task("unlock").is_teardown
     assert set(dag.params.keys()) == {"dry_run", "batch_size"}
+
+
+def test_refresh_runs_on_a_schedule_without_catchup(dagbag):
+    dag = dagbag.dags["leads_refresh"]
+    assert dag.schedule == "@hourly" and not dag.catchup
+
+
+def test_every_collection_is_an_outlet_of_migration_and_refresh(dagbag):
+    from leadnorm.contract import COLLECTION_NAMES
+
+    for dag_id in ("leads_migration", "leads_refresh"):
+        outlets = {asset.uri.rsplit("/", 1)[-1] for asset in dagbag.dags[dag_id].get_task("verify").outlets}
+        assert outlets == set(COLLECTION_NAMES), dag_id
+
+
+def test_day_two_dags_are_there(dagbag):
+    assert {"leads_rollback", "leads_cleanup", "leads_quality_report"} <= set(dagbag.dag_ids)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
-from leadnorm.config import mask_uri, uri_has_password
+from leadnorm.config import backups_dir, mask_uri, uri_has_password
 from leadnorm.errors import ConfigError, LeadnormError
 
 log = logging.getLogger("leadnorm")
@@ -163,32 +163,71 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    """`migrate` and `refresh`: the same steps; a refresh first looks whether anything changed."""
     from leadnorm.mongo import require_source
 
     db = _database(args)
     require_source(db)
-    from leadnorm.steps.pipeline import migrate, summary  # pandas & co: only once the server answers
+    from leadnorm.steps.changes import detect_changes  # pandas & co: only once the server answers
+    from leadnorm.steps.housekeeping import prune_backups
+    from leadnorm.steps.lock import hold_lock
+    from leadnorm.steps.pipeline import migrate, summary
     from leadnorm.steps.runstore import RunFolder
 
-    run = RunFolder.new(command="migrate")
-    try:
-        _, report = migrate(
-            db,
-            batch_size=args.batch_size,
-            dry_run=args.dry_run,
-            backup_dir=Path(args.backup_dir) if args.backup_dir else None,
-            skip_validation=args.skip_validation,
-            run=run,
-        )
-    except BaseException as exc:
-        _print_summary_of_failed(run, args.dry_run)
-        exc.add_note(_kept(run))
-        raise
-    print(summary(run, dry_run=args.dry_run))
-    if report is not None and not report.ok:
-        _error("verification failed: " + "; ".join(report.problems()), _kept(run))
-        return 1
-    run.remove()
+    backup_dir = Path(args.backup_dir) if args.backup_dir else backups_dir()
+    with hold_lock(db, args.command):
+        if args.command == "refresh":
+            changes = detect_changes(db)
+            print(changes.render())
+            if not changes.any:
+                print("refresh: nothing changed, nothing written")
+                return 0
+        run = RunFolder.new(command=args.command)
+        try:
+            _, report = migrate(
+                db,
+                batch_size=args.batch_size,
+                dry_run=args.dry_run,
+                backup_dir=backup_dir,
+                skip_validation=args.skip_validation,
+                run=run,
+            )
+        except BaseException as exc:
+            _print_summary_of_failed(run, args.dry_run)
+            exc.add_note(_kept(run))
+            raise
+        print(summary(run, dry_run=args.dry_run))
+        if report is not None and not report.ok:
+            _error("verification failed: " + "; ".join(report.problems()), _kept(run))
+            return 1
+        run.remove()
+        if not args.dry_run:
+            for pruned in prune_backups(backup_dir, db.name, keep=args.keep):
+                log.info("pruned backup %s", pruned)
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from leadnorm.steps.lock import hold_lock
+    from leadnorm.steps.rollback import latest_backup, rollback
+
+    db = _database(args)
+    backup_dir = Path(args.backup_dir) if args.backup_dir else backups_dir()
+    folder = Path(args.backup) if args.backup else latest_backup(backup_dir, db.name)
+    with hold_lock(db, "rollback"):
+        result = rollback(db, folder, keep_locks=True)
+    print(result.render())
+    return 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from leadnorm.steps.cleanup import run_cleanup
+    from leadnorm.steps.lock import hold_lock
+
+    db = _database(args)
+    with hold_lock(db, "cleanup"):
+        result = run_cleanup(db, args.confirm, Path(args.backup_dir) if args.backup_dir else None)
+    print(result.render())
     return 0
 
 
@@ -217,7 +256,7 @@ def _verify(args: argparse.Namespace) -> int:
     run = RunFolder.new(command="verify")
     try:
         extract_step(db, run, args.batch_size)
-        normalize_step(run)
+        normalize_step(run, db)
         report = verify_step(db, run)
     finally:
         run.remove()
@@ -332,6 +371,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-validation", action="store_true", help="load without the Great Expectations gate (not recommended)"
     )
     migrate.set_defaults(run=_migrate)
+
+    refresh = commands.add_parser(
+        "refresh", help="bring the nine collections in step with the source: nothing written when nothing changed"
+    )
+    _add_database_args(refresh)
+    refresh.add_argument("--dry-run", action="store_true", help="write nothing; report what would be written")
+    refresh.add_argument("--batch-size", type=_positive_int, default=1000, help="documents per batch (1000)")
+    refresh.add_argument("--backup-dir", help="where backups go (default: backups/)")
+    refresh.add_argument("--skip-validation", action="store_true", help="load without the gate (not recommended)")
+    for command in (migrate, refresh):
+        command.add_argument("--keep", type=_positive_int, default=10, help="backups kept per database (10)")
+    refresh.set_defaults(run=_migrate)
+
+    rollback = commands.add_parser(
+        "rollback", help="restore the source from a backup and remove everything the migrations wrote"
+    )
+    _add_database_args(rollback)
+    which = rollback.add_mutually_exclusive_group()
+    which.add_argument("--backup", help="a backup folder (default: the latest of this database)")
+    which.add_argument("--backup-dir", help="where to look for the latest backup (default: backups/)")
+    rollback.set_defaults(run=_rollback)
+
+    cleanup = commands.add_parser(
+        "cleanup", help="delete the nested leads marked _migrated, after a backup and a passing verify"
+    )
+    _add_database_args(cleanup)
+    cleanup.add_argument("--confirm", required=True, metavar="DB", help="the database name, to confirm")
+    cleanup.add_argument("--backup-dir", help="where the backup goes (default: backups/)")
+    cleanup.set_defaults(run=_cleanup)
 
     verify = commands.add_parser("verify", help="reconcile source and target without writing anything")
     _add_database_args(verify)

@@ -20,6 +20,11 @@ NORMALIZED_LEAD = {"legacy_lead_id": {"$exists": True}}
 # Set on a source lead once everything derived from it is written.
 MIGRATED = "_migrated"
 MIGRATED_LEAD_ID = "_migrated_lead_id"
+MIGRATED_FINGERPRINT = "_migrated_fingerprint"  # of the content it was migrated from
+MARKERS = (MIGRATED, MIGRATED_LEAD_ID, MIGRATED_FINGERPRINT)
+
+# Bookkeeping beside the nine collections.
+CLEANED_COLLECTION = "migration_cleaned"  # source leads deleted by cleanup: their normalized leads stay
 
 COLLECTION_NAMES = (  # load order: referenced collections first
     "companies",

@@ -7,13 +7,14 @@ normalized leads live in the same collection and are never read as source.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from hashlib import blake2b
 from pathlib import Path
 
 import bson
 import pandas as pd
 from pymongo.database import Database
 
-from leadnorm.contract import NESTED_LEAD, SOURCE_COLLECTION
+from leadnorm.contract import MARKERS, NESTED_LEAD, SOURCE_COLLECTION
 from leadnorm.mongo import CODEC_OPTIONS, split_bson
 
 
@@ -31,9 +32,21 @@ def source_frame(documents: list[dict]) -> pd.DataFrame:
     )
 
 
+# The source as the application wrote it: without the marks a migration adds.
+WITHOUT_MARKERS = dict.fromkeys(MARKERS, 0)
+
+
+def fingerprint(document: bytes) -> bytes:
+    """What a source lead's content is, from its raw BSON (markers excluded): a change of any
+    byte is a change, whether or not the application bumped `updated_at`."""
+    return blake2b(document, digest_size=16).digest()
+
+
 def iter_raw_batches(db: Database, batch_size: int) -> Iterator[bytes]:
-    """Nested leads as BSON bytes, `batch_size` documents at a time, in `_id` order."""
-    cursor = db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, sort=[("_id", 1)], batch_size=batch_size)
+    """Nested leads as BSON bytes without the migration's markers, `batch_size` at a time, in `_id` order."""
+    cursor = db[SOURCE_COLLECTION].find_raw_batches(
+        NESTED_LEAD, WITHOUT_MARKERS, sort=[("_id", 1)], batch_size=batch_size
+    )
     pending: list[bytes] = []
     for chunk in cursor:
         pending.extend(split_bson(chunk))
@@ -48,22 +61,14 @@ def decode_batch(data: bytes) -> list[dict]:
     return bson.decode_all(data, CODEC_OPTIONS)
 
 
-def write_batches(db: Database, directory: Path, batch_size: int, progress=None) -> list[Path]:
-    """Stage every batch of nested leads as a BSON file (lossless: types stay as stored)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("batch-*.bson"):
-        old.unlink()
-    paths = []
-    for number, data in enumerate(iter_raw_batches(db, batch_size)):
-        path = directory / f"batch-{number:05d}.bson"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        paths.append(path)
-        if progress:
-            progress.advance(len(split_bson(data)))
-    return paths
-
-
-def read_batch(path: Path) -> pd.DataFrame:
-    return source_frame(decode_batch(path.read_bytes()))
+def read_batch(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A staged batch as a source frame, and each lead's fingerprint (`_id`, `fingerprint`)."""
+    data = path.read_bytes()
+    documents = decode_batch(data)
+    fingerprints = pd.DataFrame(
+        {
+            "_id": pd.Series([document["_id"] for document in documents], dtype=object),
+            "fingerprint": pd.Series([fingerprint(raw) for raw in split_bson(data)], dtype=object),
+        }
+    )
+    return source_frame(documents), fingerprints

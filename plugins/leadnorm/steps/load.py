@@ -3,8 +3,13 @@
 Ids are derived from natural keys, so a frame's rows and the stored documents line up
 by `_id`. The loader walks both in `_id` order side by side (a merge join: one sorted
 scan, no per-document round trip, no large `$in`), inserts what is new, replaces what
-changed and leaves the rest alone. A second run therefore writes nothing, and a run
-killed half way picks up where it stopped. "Changed" compares BSON bytes, not Python
+changed and leaves the rest alone; stored documents the frame no longer has are reported
+as stale (the prune step deletes them once every collection is loaded). A second run
+therefore writes nothing, and a run killed half way picks up where it stopped.
+
+Before writing, stored documents that hold a unique key the frame gives to another id (two
+personas merged, a company's domain moved) give it up, so no unique index is violated on
+the way. "Changed" compares BSON bytes, not Python
 values: a NaN kept under `extra` is never equal to itself, its encoding always is.
 """
 
@@ -13,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import bson
 import numpy as np
@@ -39,13 +44,17 @@ class LoadResult:
     inserted: int = 0
     replaced: int = 0
     unchanged: int = 0
+    released: int = 0  # stored documents that gave up a unique key to another id
+    stale_ids: list = field(default_factory=list)  # stored, but no longer in the frame
 
     @property
     def written(self) -> int:
         return self.inserted + self.replaced
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        counts = asdict(self)
+        counts["stale"] = len(counts.pop("stale_ids"))
+        return counts
 
 
 def scope(collection: str) -> dict:
@@ -81,8 +90,9 @@ def to_documents(frame: pd.DataFrame) -> Iterator[dict]:
 def load_collection(
     db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool = False, batch_size: int = 1000
 ) -> LoadResult:
-    """Make the stored documents of `name` equal the frame's rows (none is deleted)."""
+    """Make the stored documents of `name` equal the frame's rows; report the stale ones (none is deleted)."""
     result = LoadResult(name)
+    result.released = release_unique_keys(db, name, frame, dry_run=dry_run)
     progress = Progress(f"load {name}", len(frame))
     ordered = frame.sort_values("_id", key=lambda ids: ids.map(str))
     stored = db[name].with_options(codec_options=_RAW).find(scope(name), sort=[("_id", 1)], batch_size=2000)
@@ -103,22 +113,68 @@ def load_collection(
     for number, document in enumerate(to_documents(ordered), start=1):
         key = str(document["_id"])
         while current is not None and str(current["_id"]) < key:
+            result.stale_ids.append(current["_id"])
             current = next(stored, None)
         if current is None or str(current["_id"]) != key:
             inserts.append(document)
             result.inserted += 1
-        elif bson.encode(document, codec_options=CODEC_OPTIONS) != current.raw:
-            replaces.append(ReplaceOne({"_id": document["_id"]}, document))
-            result.replaced += 1
         else:
-            result.unchanged += 1
+            if bson.encode(document, codec_options=CODEC_OPTIONS) != current.raw:
+                replaces.append(ReplaceOne({"_id": document["_id"]}, document))
+                result.replaced += 1
+            else:
+                result.unchanged += 1
+            current = next(stored, None)
         flush()
         if number % batch_size == 0:
             progress.advance(batch_size)
     flush(force=True)
     progress.advance(len(frame) % batch_size)
+    while current is not None:
+        result.stale_ids.append(current["_id"])
+        current = next(stored, None)
     stored.close()
     return result
+
+
+# Unique keys a stored document may have to give up: single fields in sparse or partial indexes
+# are unset (the document is then replaced or pruned); a clash on any other unique key can only
+# be a stale document, which is deleted.
+_RELEASED_BY_UNSET = {"companies": ("domain",), "personas": ("email", "linkedin_url")}
+_RELEASED_BY_DELETE = {"leads": ("legacy_lead_id",), "technographics": ("company_id", "name")}
+
+
+def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool, chunk: int = 1000) -> int:
+    """Free every unique key the frame gives to an id other than the one storing it now."""
+    unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name)
+    if frame.empty or not (unset or delete) or db[name].estimated_document_count() == 0:
+        return 0
+    released = 0
+    for fields in [(f,) for f in unset] + ([delete] if delete else []):
+        wanted = {}
+        for row in frame[["_id", *fields]].itertuples(index=False, name=None):
+            values = row[1:]
+            if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values):
+                wanted[values] = row[0]
+        keys = list(wanted)
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            if len(fields) == 1:
+                query = {fields[0]: {"$in": [k[0] for k in part]}}
+            else:
+                query = {"$or": [dict(zip(fields, k)) for k in part]}
+            clashing = [
+                doc["_id"]
+                for doc in db[name].find({**query, **scope(name)}, {f: 1 for f in fields})
+                if wanted.get(tuple(doc.get(f) for f in fields), doc["_id"]) != doc["_id"]
+            ]
+            if clashing and not dry_run:
+                if len(fields) == 1 and fields[0] in unset:
+                    db[name].update_many({"_id": {"$in": clashing}}, {"$unset": {fields[0]: ""}})
+                else:
+                    db[name].delete_many({"_id": {"$in": clashing}})
+            released += len(clashing)
+    return released
 
 
 def _write(name: str, operation) -> None:

@@ -15,7 +15,9 @@ from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 
 from leadnorm.contract import (
+    MARKERS,
     MIGRATED,
+    MIGRATED_FINGERPRINT,
     MIGRATED_LEAD_ID,
     NESTED_LEAD,
     REJECTS_COLLECTION,
@@ -42,20 +44,34 @@ def _chunks(items: list, size: int):
         yield items[start : start + size]
 
 
-def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False, batch_size: int = 1000) -> MarkResult:
-    """Set `_migrated: true` and `_migrated_lead_id` on each migrated source lead."""
+def fingerprints_by_source(fingerprints: pd.DataFrame) -> dict[bytes, bytes]:
+    """legacy_key -> fingerprint of the content this run migrated or rejected."""
+    return dict(zip(fingerprints["_id"].map(legacy_key), fingerprints["fingerprint"]))
+
+
+def mark_migrated(
+    db: Database,
+    leads: pd.DataFrame,
+    fingerprints: dict[bytes, bytes],
+    *,
+    dry_run: bool = False,
+    batch_size: int = 1000,
+) -> MarkResult:
+    """Set `_migrated: true`, `_migrated_lead_id` and the content's fingerprint on each migrated source lead."""
     new_id = dict(zip(leads["legacy_lead_id"].map(legacy_key), leads["_id"]))
     result = MarkResult()
     updates = []
-    source = db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1, MIGRATED_LEAD_ID: 1})
+    source = db[SOURCE_COLLECTION].find(NESTED_LEAD, dict.fromkeys(MARKERS, 1))
     for doc in source:
-        target = new_id.get(legacy_key(doc["_id"]))
+        key = legacy_key(doc["_id"])
+        target = new_id.get(key)
         if target is None:
             continue
-        if doc.get(MIGRATED) is True and doc.get(MIGRATED_LEAD_ID) == target:
+        marks = {MIGRATED: True, MIGRATED_LEAD_ID: target, MIGRATED_FINGERPRINT: fingerprints.get(key)}
+        if all(doc.get(field) == value for field, value in marks.items()):
             result.already_marked += 1
         else:
-            updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": {MIGRATED: True, MIGRATED_LEAD_ID: target}}))
+            updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": marks}))
     result.marked = len(updates)
     if not dry_run:
         progress = Progress("mark", len(updates))
@@ -65,12 +81,20 @@ def mark_migrated(db: Database, leads: pd.DataFrame, *, dry_run: bool = False, b
     return result
 
 
-def write_rejects(db: Database, rejects: pd.DataFrame, result: MarkResult, *, dry_run: bool = False) -> MarkResult:
-    """Make `migration_rejects` hold exactly this run's rejects (`_id` and `reason`), none of them marked."""
-    wanted = {
-        legacy_key(row["_id"]): {"_id": row["_id"], "reason": row["reject_reason"]}
-        for row in rejects.to_dict("records")
-    }
+def write_rejects(
+    db: Database,
+    rejects: pd.DataFrame,
+    result: MarkResult,
+    fingerprints: dict[bytes, bytes],
+    *,
+    dry_run: bool = False,
+) -> MarkResult:
+    """Make `migration_rejects` hold exactly this run's rejects (`_id`, `reason`, the content's
+    `fingerprint`), none of them marked."""
+    wanted = {}
+    for row in rejects.to_dict("records"):
+        key = legacy_key(row["_id"])
+        wanted[key] = {"_id": row["_id"], "reason": row["reject_reason"], "fingerprint": fingerprints.get(key)}
     result.unmarked += _unmark(db, [want["_id"] for want in wanted.values()], dry_run=dry_run)
     writes = []
     for doc in db[REJECTS_COLLECTION].find({}):
@@ -78,7 +102,7 @@ def write_rejects(db: Database, rejects: pd.DataFrame, result: MarkResult, *, dr
         if want is None:
             writes.append(DeleteOne({"_id": doc["_id"]}))
             result.rejects_removed += 1
-        elif doc.keys() != want.keys() or doc["reason"] != want["reason"]:  # not `!=` on the ids: NaN is one
+        elif doc.keys() != want.keys() or any(doc[f] != want[f] for f in ("reason", "fingerprint")):  # ids: NaN
             writes.append(ReplaceOne({"_id": doc["_id"]}, want))
             result.rejects_written += 1
     writes += [ReplaceOne({"_id": want["_id"]}, want, upsert=True) for want in wanted.values()]
@@ -96,6 +120,6 @@ def _unmark(db: Database, ids: list, *, dry_run: bool, batch_size: int = 1000) -
         if dry_run:
             unmarked += db[SOURCE_COLLECTION].count_documents(marked)
         else:
-            update = {"$unset": {MIGRATED: "", MIGRATED_LEAD_ID: ""}}
+            update = {"$unset": dict.fromkeys(MARKERS, "")}
             unmarked += db[SOURCE_COLLECTION].update_many(marked, update).modified_count
     return unmarked

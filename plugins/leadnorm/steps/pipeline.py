@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.config import backups_dir, reports_dir
@@ -21,13 +22,15 @@ from leadnorm.schema import COLLECTIONS
 from leadnorm.steps import extract
 from leadnorm.steps.backup import backup
 from leadnorm.steps.load import load_collection
-from leadnorm.steps.mark import mark_migrated, write_rejects
+from leadnorm.steps.mark import fingerprints_by_source, mark_migrated, write_rejects
 from leadnorm.steps.progress import Progress
+from leadnorm.steps.prune import prune
 from leadnorm.steps.runstore import RunFolder
 from leadnorm.steps.verify import VerifyReport, verify
 from leadnorm.transform.clean import Warnings
 from leadnorm.transform.normalize import normalize_batches
 from leadnorm.transform.resolve import Normalized, rejects_of
+from leadnorm.transform.stable_ids import keep_ids
 
 log = logging.getLogger("leadnorm")
 
@@ -57,20 +60,49 @@ def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_S
     return batches
 
 
-def normalize_step(run: RunFolder) -> dict:
-    """Split every staged batch, resolve them together, stage the frames; returns the counts."""
+def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
+    """Split every staged batch, resolve them together, keep the company and persona ids already
+    stored in `db` (when given), stage the frames and each lead's fingerprint; returns the counts."""
     extracted = run.read_result("extract")
     if extracted is None:
         raise StagingError(f"{run.root}: nothing extracted yet; run the extract step first")
     progress = Progress("normalize", extracted["documents"])
+    fingerprints = []
 
     def batches():
         for path in run.batch_paths():
-            source = extract.read_batch(path)
+            source, batch_fingerprints = extract.read_batch(path)
+            fingerprints.append(batch_fingerprints)
             yield source
             progress.advance(len(source))
 
-    return save_normalized(run, normalize_batches(batches()))
+    normalized = normalize_batches(batches())
+    if db is not None:
+        normalized = keep_ids(normalized, *stored_references(db))
+    run.write_frame("fingerprints", pd.concat(fingerprints, ignore_index=True) if fingerprints else _NO_FINGERPRINTS)
+    return save_normalized(run, normalized)
+
+
+_NO_FINGERPRINTS = pd.DataFrame({"_id": pd.Series(dtype=object), "fingerprint": pd.Series(dtype=object)})
+
+
+def stored_references(db: Database) -> tuple[pd.DataFrame, dict[str, Counter]]:
+    """Each stored normalized lead's company and persona, and how many leads point at each
+    company and persona (all leads, uploaded and cleaned-up ones included)."""
+    columns = {"_id": 1, "company_id": 1, "persona_id": 1, "legacy_lead_id": 1}
+    rows, counts = [], {"company_id": Counter(), "persona_id": Counter()}
+    for lead in db[SOURCE_COLLECTION].find(
+        {"$or": [{"company_id": {"$exists": True}}, {"persona_id": {"$exists": True}}]}, columns
+    ):
+        for column, counter in counts.items():
+            if lead.get(column) is not None:
+                counter[lead[column]] += 1
+        if "legacy_lead_id" in lead:
+            rows.append(
+                {"_id": lead["_id"], "company_id": lead.get("company_id"), "persona_id": lead.get("persona_id")}
+            )
+    refs = pd.DataFrame(rows, columns=["_id", "company_id", "persona_id"], dtype=object)
+    return refs, counts
 
 
 def save_normalized(run: RunFolder, normalized: Normalized) -> dict:
@@ -124,21 +156,32 @@ def load_step(
         db[collection].create_indexes(list(COLLECTIONS[collection].indexes))
     frame = run.read_frame(collection)
     result = load_collection(db, collection, frame, dry_run=dry_run, batch_size=batch_size)
+    run.write_frame(f"stale-{collection}", pd.DataFrame({"_id": pd.Series(result.stale_ids, dtype=object)}))
     log.info(
-        "load %s: %d inserted, %d replaced, %d unchanged",
+        "load %s: %d inserted, %d replaced, %d unchanged, %d stale",
         collection,
         result.inserted,
         result.replaced,
         result.unchanged,
+        len(result.stale_ids),
     )
     return run.write_result(f"load-{collection}", result.as_dict())
 
 
+def prune_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> dict:
+    """After every load: delete what the source no longer produces (see `leadnorm.steps.prune`)."""
+    stale = {name: set(run.read_frame(f"stale-{name}")["_id"]) for name in COLLECTIONS}
+    deleted = prune(db, stale, dry_run=dry_run)
+    log.info("prune: %s", ", ".join(f"{count} {name}" for name, count in deleted.items() if count) or "nothing stale")
+    return run.write_result("prune", deleted)
+
+
 def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
     """Only the two frames it needs: leads (new ids by source id) and outcomes (rejects)."""
-    result = mark_migrated(db, run.read_frame("leads"), dry_run=dry_run, batch_size=batch_size)
+    fingerprints = fingerprints_by_source(run.read_frame("fingerprints"))
+    result = mark_migrated(db, run.read_frame("leads"), fingerprints, dry_run=dry_run, batch_size=batch_size)
     rejects = rejects_of(run.read_frame("outcomes"))
-    result = write_rejects(db, rejects, result, dry_run=dry_run)
+    result = write_rejects(db, rejects, result, fingerprints, dry_run=dry_run)
     return run.write_result("mark", result.as_dict())
 
 
@@ -177,6 +220,10 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
             f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed; "
             f"{mark['unmarked']} rejected leads unmarked"
         )
+    pruned = run.read_result("prune")
+    if pruned:
+        gone = ", ".join(f"{count} {name}" for name, count in pruned.items() if count)
+        lines.append(f"deleted as no longer produced by the source: {gone or 'nothing'}")
     if normalized.get("warnings"):
         lines.append("unreadable values (given their default), per field:")
         lines += [f"  {name:<40}{count:>8}" for name, count in normalized["warnings"].items()]
@@ -224,10 +271,11 @@ def migrate(
     if not dry_run:
         backup_step(db, run, backup_dir)
     extract_step(db, run, batch_size)
-    normalize_step(run)
+    normalize_step(run, db)
     if not skip_validation:
         validate_step(run, dry_run=dry_run)
     for name in COLLECTIONS:
         load_step(db, run, name, dry_run=dry_run, batch_size=batch_size)
     mark_step(db, run, dry_run=dry_run, batch_size=batch_size)
+    prune_step(db, run, dry_run=dry_run)
     return run, (None if dry_run else verify_step(db, run))

@@ -14,7 +14,7 @@ import pandas as pd
 
 from leadnorm.contract import DEFAULT_LEVEL, legacy_key
 from leadnorm.schema import COLLECTIONS
-from leadnorm.transform.clean import Warnings, is_blank
+from leadnorm.transform.clean import Warnings, is_blank, name_key
 from leadnorm.transform.ids import derived_id
 from leadnorm.transform.split import Mentions
 
@@ -176,8 +176,13 @@ def _technographics(tech_mentions: pd.DataFrame, company_by_lead: pd.Series) -> 
         key=[f"{c}\x1f{n}" for c, n in zip(company_id, tech_mentions["name_key"])], company_id=company_id
     )
     merged = _merge(techs, "key", ["company_id", "name", "category", "confidence", "extra"])
-    merged["_id"] = [derived_id("technographic", k) for k in merged.index]
+    merged["_id"] = [technographic_id(c, n) for c, n in zip(merged["company_id"], merged["name"])]
     return _with_defaults(merged.reset_index(drop=True)[columns], set())
+
+
+def technographic_id(company_id, name: str):
+    """One technographic per (company, name without case): follows its company's id, kept or derived."""
+    return derived_id("technographic", company_id, name_key(name))
 
 
 def resolve_personas(mentions: pd.DataFrame):

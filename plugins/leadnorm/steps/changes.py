@@ -1,0 +1,78 @@
+"""What changed in the source since the last run, found by content, not by `updated_at`.
+
+Each migrated source lead carries the fingerprint of the content it was migrated from
+(`_migrated_fingerprint`), each reject its own (`migration_rejects.fingerprint`). A
+refresh fingerprints the source as it is now (its raw BSON, the migration's markers left
+out, never decoded) and compares: a lead is new, changed, or gone. Applications forget to
+bump `updated_at`; they cannot change a byte without changing the fingerprint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo.database import Database
+
+from leadnorm.contract import (
+    CLEANED_COLLECTION,
+    MIGRATED,
+    MIGRATED_FINGERPRINT,
+    NESTED_LEAD,
+    NORMALIZED_LEAD,
+    REJECTS_COLLECTION,
+    SOURCE_COLLECTION,
+    legacy_key,
+)
+from leadnorm.mongo import split_bson
+from leadnorm.steps.extract import WITHOUT_MARKERS, fingerprint
+
+
+@dataclass(frozen=True)
+class Changes:
+    new: int  # nested leads never migrated nor rejected
+    changed: int  # content differs from what was migrated or rejected
+    gone: int  # normalized leads or rejects whose source was deleted (not by cleanup)
+    unchanged: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.new or self.changed or self.gone)
+
+    def render(self) -> str:
+        return f"source changes: {self.new} new, {self.changed} changed, {self.gone} gone, {self.unchanged} unchanged"
+
+
+def current_fingerprints(db: Database, batch_size: int = 2000) -> dict[bytes, bytes]:
+    """legacy_key -> fingerprint of every nested lead as it is now (raw bytes, nothing decoded but `_id`)."""
+    found = {}
+    cursor = db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, WITHOUT_MARKERS, batch_size=batch_size)
+    for chunk in cursor:
+        for raw in split_bson(chunk):
+            found[_raw_id_key(raw)] = fingerprint(raw)
+    return found
+
+
+def _raw_id_key(raw: bytes) -> bytes:
+    """`legacy_key` of a raw document's `_id`, decoding nothing else."""
+    from bson.raw_bson import RawBSONDocument
+
+    return legacy_key(RawBSONDocument(raw)["_id"])
+
+
+def detect_changes(db: Database) -> Changes:
+    """Compare the source's fingerprints with those recorded by the last migration or refresh."""
+    now = current_fingerprints(db)
+    recorded = {}
+    for doc in db[SOURCE_COLLECTION].find({**NESTED_LEAD, MIGRATED: True}, {MIGRATED_FINGERPRINT: 1}):
+        recorded[legacy_key(doc["_id"])] = doc.get(MIGRATED_FINGERPRINT)
+    for doc in db[REJECTS_COLLECTION].find({}, {"fingerprint": 1}):
+        recorded.setdefault(legacy_key(doc["_id"]), doc.get("fingerprint"))
+    cleaned = {legacy_key(doc["_id"]) for doc in db[CLEANED_COLLECTION].find({}, {"_id": 1})}
+    normalized = {
+        legacy_key(doc["legacy_lead_id"]) for doc in db[SOURCE_COLLECTION].find(NORMALIZED_LEAD, {"legacy_lead_id": 1})
+    }
+    rejected = {legacy_key(doc["_id"]) for doc in db[REJECTS_COLLECTION].find({}, {"_id": 1})}
+    new = now.keys() - recorded.keys()
+    changed = {key for key in now.keys() & recorded.keys() if now[key] != recorded[key]}
+    gone = (normalized | rejected) - now.keys() - cleaned
+    return Changes(len(new), len(changed), len(gone), len(now) - len(new) - len(changed))

@@ -1,0 +1,85 @@
+"""Delete what the current source no longer produces, once every collection is loaded.
+
+The load step reports, per collection, the stored documents its frame no longer has (a
+signal removed upstream, a persona merged into another, a lead whose source went). They
+go, children before parents, so no reference dangles for longer than the run, with two
+exceptions the contract makes: normalized leads whose nested source was deleted by
+cleanup stay with everything that hangs on them, and a company or persona stays while a
+remaining lead (an uploaded one, say) still references it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from pymongo.database import Database
+
+from leadnorm.contract import CLEANED_COLLECTION
+from leadnorm.schema import COLLECTIONS
+
+# Children first: a document is deleted before what it references.
+PRUNE_ORDER = (
+    "citations",
+    "icp_factor_breakdowns",
+    "detected_signals",
+    "icp_scores",
+    "research_runs",
+    "technographics",
+    "leads",
+    "companies",
+    "personas",
+)
+CHUNK = 1000
+
+
+def _chunks(ids: Iterable) -> Iterator[list]:
+    ids = list(ids)
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+def _ids_where(db: Database, collection: str, ids: Iterable, field: str, values: set) -> set:
+    """Those of `ids` in `collection` whose `field` is one of `values`."""
+    if not values:
+        return set()
+    found = set()
+    for part in _chunks(ids):
+        query = {"_id": {"$in": part}, field: {"$in": list(values)}}
+        found.update(doc["_id"] for doc in db[collection].find(query, {"_id": 1}))
+    return found
+
+
+def kept_stale(db: Database, stale: dict[str, set]) -> dict[str, set]:
+    """Of the stale documents, those that must stay (see the module docstring)."""
+    stale = {name: set(stale.get(name, ())) for name in COLLECTIONS}
+    cleaned = {doc["lead_id"] for doc in db[CLEANED_COLLECTION].find({}, {"lead_id": 1}) if doc.get("lead_id")}
+    kept = {"leads": stale["leads"] & cleaned}
+    for name in ("research_runs", "detected_signals", "icp_scores"):
+        kept[name] = _ids_where(db, name, stale[name], "lead_id", kept["leads"])
+    kept["citations"] = _ids_where(db, "citations", stale["citations"], "research_run_id", kept["research_runs"])
+    kept["icp_factor_breakdowns"] = _ids_where(
+        db, "icp_factor_breakdowns", stale["icp_factor_breakdowns"], "icp_score_id", kept["icp_scores"]
+    )
+    going = stale["leads"] - kept["leads"]
+    for name, column in (("companies", "company_id"), ("personas", "persona_id")):
+        referenced = set()
+        for part in _chunks(stale[name]):
+            for lead in db["leads"].find({column: {"$in": part}}, {"_id": 1, column: 1}):
+                if lead["_id"] not in going:
+                    referenced.add(lead[column])
+        kept[name] = referenced
+    kept["technographics"] = _ids_where(db, "technographics", stale["technographics"], "company_id", kept["companies"])
+    return kept
+
+
+def prune(db: Database, stale: dict[str, set], *, dry_run: bool = False) -> dict[str, int]:
+    """Delete the stale documents that need not stay; returns how many per collection."""
+    kept = kept_stale(db, stale)
+    deleted = {}
+    for name in PRUNE_ORDER:
+        doomed = set(stale.get(name, ())) - kept[name]
+        deleted[name] = len(doomed)
+        if doomed and not dry_run:
+            for part in _chunks(doomed):
+                db[name].delete_many({"_id": {"$in": part}})
+    return deleted
