@@ -168,10 +168,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
     db = _database(args)
     require_source(db)
-    from leadnorm.steps.changes import detect_changes  # pandas & co: only once the server answers
+    from leadnorm.steps.changes import detect_changes
     from leadnorm.steps.housekeeping import prune_backups
     from leadnorm.steps.lock import hold_lock
-    from leadnorm.steps.pipeline import migrate, summary
+    from leadnorm.steps.pipeline import migrate, summary  # pandas & co: only once the server answers
     from leadnorm.steps.runstore import RunFolder
 
     backup_dir = Path(args.backup_dir) if args.backup_dir else backups_dir()

@@ -21,6 +21,7 @@ from leadnorm.errors import StagingError
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps import extract
 from leadnorm.steps.backup import backup
+from leadnorm.steps.changes import Changes, detect_changes
 from leadnorm.steps.load import load_collection
 from leadnorm.steps.mark import fingerprints_by_source, mark_migrated, write_rejects
 from leadnorm.steps.progress import Progress
@@ -279,3 +280,14 @@ def migrate(
     mark_step(db, run, dry_run=dry_run, batch_size=batch_size)
     prune_step(db, run, dry_run=dry_run)
     return run, (None if dry_run else verify_step(db, run))
+
+
+def refresh(db: Database, **options) -> tuple[Changes, RunFolder | None, VerifyReport | None]:
+    """A migration that runs only when the source changed since the last run (by content).
+    With nothing new, changed or gone it writes nothing, not even a backup."""
+    changes = detect_changes(db)
+    log.info("%s", changes.render())
+    if not changes.any:
+        return changes, None, None
+    run, report = migrate(db, **options)
+    return changes, run, report

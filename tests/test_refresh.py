@@ -1,0 +1,185 @@
+"""Refresh on the real server: after what a live application does between two runs, one refresh
+leaves the nine collections exactly as a migration from scratch of the final source would
+(company and persona ids aside), keeps every lead id and nearly every company and persona
+id, and a second refresh finds nothing to do."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from leadnorm.contract import MARKERS, NESTED_LEAD, REJECTS_COLLECTION, legacy_key
+from leadnorm.devtools.seed import generate_leads
+from leadnorm.mongo import connect
+from leadnorm.schema import COLLECTIONS
+from leadnorm.steps.changes import detect_changes
+from leadnorm.steps.pipeline import migrate, refresh
+from leadnorm.steps.runstore import RunFolder
+
+ENTITY_REFERENCES = {"companies": "company_id", "personas": "persona_id"}
+
+
+def run(db, tmp_path, name: str, fn=migrate):
+    return fn(db, backup_dir=tmp_path / "backups", skip_validation=False, run=RunFolder(tmp_path / name))
+
+
+def canonical(db) -> dict:
+    """Every collection, with company and persona ids replaced by what identifies them here:
+    the set of source leads that reference them. Two databases holding the same migration with
+    other company or persona ids canonicalise to the same value."""
+    leads = list(db.leads.find({"legacy_lead_id": {"$exists": True}}))
+    names = {}
+    for column in ENTITY_REFERENCES.values():
+        members: dict = {}
+        for lead in leads:
+            if lead.get(column) is not None:
+                members.setdefault(lead[column], []).append(repr(legacy_key(lead["legacy_lead_id"])))
+        names[column] = {entity: tuple(sorted(keys)) for entity, keys in members.items()}
+
+    def rename(doc: dict) -> dict:
+        out = dict(doc)
+        for column, mapping in names.items():
+            if out.get(column) is not None:
+                out[column] = mapping.get(out[column], ("unreferenced", out[column]))
+        return out
+
+    state = {}
+    for name in COLLECTIONS:
+        docs = leads if name == "leads" else list(db[name].find())
+        if name in ENTITY_REFERENCES:
+            column = ENTITY_REFERENCES[name]
+            docs = [{**doc, "_id": names[column].get(doc["_id"], ("unreferenced", doc["_id"]))} for doc in docs]
+        elif name == "technographics":
+            docs = [{**rename(doc), "_id": None} for doc in docs]
+        else:
+            docs = [rename(doc) for doc in docs]
+        state[name] = sorted(repr(sorted(doc.items(), key=lambda kv: kv[0])) for doc in docs)
+    state["rejects"] = sorted(repr(sorted(d.items())) for d in db[REJECTS_COLLECTION].find())
+    return state
+
+
+def from_scratch(db, mongo_uri, tmp_path) -> dict:
+    """The canonical state a migration from scratch of `db`'s current nested source writes."""
+    scratch = connect(mongo_uri, f"scratch_{uuid.uuid4().hex[:10]}")
+    try:
+        source = [{k: v for k, v in doc.items() if k not in MARKERS} for doc in db.leads.find(NESTED_LEAD)]
+        scratch.leads.insert_many(source)
+        run(scratch, tmp_path, "scratch")
+        return canonical(scratch)
+    finally:
+        scratch.client.drop_database(scratch.name)
+
+
+def entity_ids(db) -> dict[str, set]:
+    return {name: {d["_id"] for d in db[name].find({}, {"_id": 1})} for name in ENTITY_REFERENCES}
+
+
+def lead_ids(db) -> set:
+    return {d["_id"] for d in db.leads.find({"legacy_lead_id": {"$exists": True}}, {"_id": 1})}
+
+
+@pytest.fixture
+def live(db, tmp_path):
+    """Part of a messy source migrated; the rest of it waiting to be added."""
+    leads = list(generate_leads(360, seed=17))
+    db.leads.insert_many(leads[:240])
+    _, report = run(db, tmp_path, "first")
+    assert report.ok, report.problems()
+    return db, leads[240:]
+
+
+def researched_with_persona(db, field: str) -> dict:
+    """A migrated nested lead whose research names a persona with `field`."""
+    return db.leads.find_one(
+        {**NESTED_LEAD, "_migrated": True, f"research.PersonaProfile.{field}": {"$type": "string"}}
+    )
+
+
+def test_refresh_equals_a_migration_from_scratch(live, tmp_path, mongo_uri):
+    db, rest = live
+    before_leads, before_entities = lead_ids(db), entity_ids(db)
+
+    db.leads.insert_many(rest)  # the rest of the source arrives
+    for lead in db.leads.find({**NESTED_LEAD, "research": {"$type": "object"}}).limit(5):  # re-researched
+        db.leads.update_one(
+            {"_id": lead["_id"]},
+            {
+                "$set": {
+                    "research.DetectedSignals": [{"type": "hiring", "signal": "new VP Sales", "strength": "high"}],
+                    "icp": {"icp_score": 91, "fit_tier": "A", "score_breakdown": {"fit": {"score": 40}}},
+                }
+            },
+        )
+    with_email = researched_with_persona(db, "email")
+    with_linkedin = db.leads.find_one(
+        {
+            **NESTED_LEAD,
+            "_migrated": True,
+            "research.PersonaProfile.linkedin_url": {"$type": "string"},
+            "_id": {"$ne": with_email["_id"]},
+        }
+    )
+    linker = {  # a new lead naming the email of one persona and the LinkedIn URL of another
+        "lead_input": {"name": "Link Er", "email": with_email["research"]["PersonaProfile"]["email"], "company": "X"},
+        "research": {"PersonaProfile": {"linkedin_url": with_linkedin["research"]["PersonaProfile"]["linkedin_url"]}},
+        "status": "researched",
+    }
+    db.leads.insert_one(linker)
+    moved = db.leads.find_one(
+        {**NESTED_LEAD, "_migrated": True, "_id": {"$nin": [with_email["_id"], with_linkedin["_id"]]}}
+    )
+    db.leads.update_one(
+        {"_id": moved["_id"]},
+        {
+            "$set": {"lead_input.email": "someone.new@fresh-mail.example"},
+            "$unset": {"research.PersonaProfile.email": "", "research.PersonaProfile.linkedin_url": ""},
+        },
+    )
+    rebranded = db.leads.find_one(
+        {**NESTED_LEAD, "_migrated": True, "research.CompanyProfile.domain": {"$type": "string"}}
+    )
+    db.leads.update_one({"_id": rebranded["_id"]}, {"$set": {"research.CompanyProfile.domain": "rebranded-co.example"}})
+    quiet = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "research.DetectedSignals.0": {"$exists": True}})
+    db.leads.update_one({"_id": quiet["_id"]}, {"$unset": {"research.DetectedSignals": ""}})  # updated_at untouched
+
+    changes, _, report = run(db, tmp_path, "refresh", fn=refresh)
+    assert changes.any and report.ok, report.problems()
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+    assert before_leads <= lead_ids(db), "a lead lost its id"
+    after = entity_ids(db)
+    for name, ids in before_entities.items():
+        assert len(ids & after[name]) >= 0.95 * len(ids), name
+    assert db.detected_signals.count_documents({"lead_id": quiet["_migrated_lead_id"]}) == 0
+
+    assert not detect_changes(db).any
+    again, folder, _ = run(db, tmp_path, "again", fn=refresh)
+    assert not again.any and folder is None
+
+
+def test_invalid_and_fixed_leads_move_between_rejects_and_leads(live, tmp_path, mongo_uri):
+    db, _ = live
+    victim = db.leads.find_one({**NESTED_LEAD, "_migrated": True})
+    reject = db[REJECTS_COLLECTION].find_one({})
+    db.leads.update_one({"_id": victim["_id"]}, {"$set": {"lead_input": "not an object"}})
+    db.leads.update_one(
+        {"_id": reject["_id"]}, {"$set": {"lead_input": {"name": "Fixed Now", "email": "fixed@now.example"}}}
+    )
+
+    _, _, report = run(db, tmp_path, "refresh", fn=refresh)
+    assert report.ok, report.problems()
+    assert "_migrated" not in db.leads.find_one({"_id": victim["_id"]})
+    assert db[REJECTS_COLLECTION].find_one({"_id": victim["_id"]})["reason"] == "lead_input is not an object"
+    assert db.leads.find_one({"legacy_lead_id": victim["_id"]}) is None
+    assert db.leads.find_one({"_id": reject["_id"]})["_migrated"] is True
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+
+
+def test_a_removed_source_lead_takes_its_documents_along(live, tmp_path, mongo_uri):
+    db, _ = live
+    gone = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "research": {"$type": "object"}})
+    db.leads.delete_one({"_id": gone["_id"]})
+    _, _, report = run(db, tmp_path, "refresh", fn=refresh)
+    assert report.ok, report.problems()
+    assert db.research_runs.count_documents({"lead_id": gone["_migrated_lead_id"]}) == 0
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
