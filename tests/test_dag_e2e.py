@@ -61,4 +61,5 @@ def test_dag_dry_run_writes_nothing(db, mongo_uri, tmp_path):
     out = dags_test(mongo_uri, db.name, tmp_path, conf='{"dry_run": true}')
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert db.leads.count_documents({"_migrated": True}) == 0
-    assert set(db.list_collection_names()) == {"leads"}
+    assert set(db.list_collection_names()) - {"migration_locks"} == {"leads"}
+    assert db.migration_locks.count_documents({}) == 0, "the lock outlived the run"

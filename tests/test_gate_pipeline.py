@@ -35,7 +35,8 @@ def broken(db, monkeypatch, tmp_path):
 
 
 def assert_nothing_written(db):
-    assert set(db.list_collection_names()) == {"leads"}
+    assert set(db.list_collection_names()) - {"migration_locks"} == {"leads"}
+    assert db.migration_locks.count_documents({}) == 0, "the lock outlived the run"
     assert db.leads.count_documents({"_migrated": {"$exists": True}}) == 0
     assert db.leads.count_documents({"legacy_lead_id": {"$exists": True}}) == 0
 

@@ -155,7 +155,10 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         written = {
             name: {**(run.read_result(f"load-{name}") or {}), "deleted": pruned.get(name, 0)} for name in COLLECTIONS
         }
-        emit_asset_events(outlet_events, assets, asset_event_extras(db, written))
+        extras = asset_event_extras(db, written)
+        emit_asset_events(
+            outlet_events, assets, {name: {**e, "dry_run": params["dry_run"]} for name, e in extras.items()}
+        )
         return run_root
 
     @task(retries=2)
