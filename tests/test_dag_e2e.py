@@ -17,7 +17,7 @@ pytestmark = pytest.mark.airflow
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
-def dags_test(mongo_uri: str, db_name: str, tmp_path: Path, conf: str = "{}"):
+def dags_test(mongo_uri: str, db_name: str, tmp_path: Path, conf: str = "{}", dag_id: str = "leads_migration"):
     host_port = mongo_uri.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
     env = {
         **os.environ,
@@ -27,7 +27,7 @@ def dags_test(mongo_uri: str, db_name: str, tmp_path: Path, conf: str = "{}"):
         "LEADNORM_REPORTS_DIR": str(tmp_path / "reports"),
     }
     return subprocess.run(
-        [AIRFLOW, "dags", "test", "leads_migration", "--conf", conf],
+        [AIRFLOW, "dags", "test", dag_id, "--conf", conf],
         capture_output=True,
         text=True,
         env=env,
@@ -63,3 +63,24 @@ def test_dag_dry_run_writes_nothing(db, mongo_uri, tmp_path):
     assert db.leads.count_documents({"_migrated": True}) == 0
     assert set(db.list_collection_names()) - {"migration_locks"} == {"leads"}
     assert db.migration_locks.count_documents({}) == 0, "the lock outlived the run"
+
+
+def test_refresh_dag_skips_when_nothing_changed_and_catches_up_when_something_did(db, mongo_uri, tmp_path):
+    seed_leads(db, 200, seed=8)
+    first = dags_test(mongo_uri, db.name, tmp_path, dag_id="leads_refresh")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    migrated = db.leads.count_documents({**NESTED_LEAD, "_migrated": True})
+    assert migrated + db[REJECTS_COLLECTION].count_documents({}) == 200
+
+    before = {name: list(db[name].find({}, sort=[("_id", 1)])) for name in COLLECTIONS}
+    idle = dags_test(mongo_uri, db.name, tmp_path, dag_id="leads_refresh")
+    assert idle.returncode == 0, idle.stdout[-3000:] + idle.stderr[-3000:]
+    assert "nothing to write" in idle.stdout + idle.stderr
+    assert {name: list(db[name].find({}, sort=[("_id", 1)])) for name in COLLECTIONS} == before
+
+    lead = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "research.DetectedSignals.0": {"$exists": True}})
+    db.leads.update_one({"_id": lead["_id"]}, {"$unset": {"research.DetectedSignals": ""}})
+    changed = dags_test(mongo_uri, db.name, tmp_path, dag_id="leads_refresh")
+    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
+    assert db.detected_signals.count_documents({"lead_id": lead["_migrated_lead_id"]}) == 0
+    assert db.migration_locks.count_documents({}) == 0

@@ -16,7 +16,7 @@ import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.config import backups_dir, reports_dir
-from leadnorm.contract import REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.contract import CLEANED_COLLECTION, REJECTS_COLLECTION, SOURCE_COLLECTION
 from leadnorm.errors import StagingError
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps import extract
@@ -36,7 +36,12 @@ from leadnorm.transform.stable_ids import keep_ids
 log = logging.getLogger("leadnorm")
 
 DEFAULT_BATCH_SIZE = 1000
-BACKED_UP = [SOURCE_COLLECTION, *(c for c in COLLECTIONS if c != SOURCE_COLLECTION), REJECTS_COLLECTION]
+BACKED_UP = [
+    SOURCE_COLLECTION,
+    *(c for c in COLLECTIONS if c != SOURCE_COLLECTION),
+    REJECTS_COLLECTION,
+    CLEANED_COLLECTION,
+]
 
 
 def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) -> Path:

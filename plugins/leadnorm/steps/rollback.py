@@ -1,0 +1,202 @@
+"""Rollback: the database as a backup holds it, minus everything the migrations wrote since.
+
+A backup is checked file by file against its manifest (size, sha256, document count)
+before anything changes: a missing, altered or truncated file refuses the rollback with
+one line naming the file. Then every collection the backup holds is restored byte for
+byte with its indexes (`leads` always; the normalized collections and `migration_rejects`
+too when the backup was taken before a refresh, so the previous run's state comes back),
+and the collections the migrations wrote that the backup does not hold are dropped.
+Normalized leads live in `leads`, so restoring it whole removes those written since.
+A rollback can be rerun: it starts from the backup again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from bson import json_util
+from pymongo import IndexModel
+from pymongo.database import Database
+
+from leadnorm.contract import (
+    CLEANED_COLLECTION,
+    COLLECTION_NAMES,
+    NESTED_LEAD,
+    NORMALIZED_LEAD,
+    SOURCE_COLLECTION,
+    legacy_key,
+)
+from leadnorm.errors import BackupError
+from leadnorm.steps.backup import MANIFEST, restore_collection
+from leadnorm.steps.housekeeping import PARTIAL, list_backups
+
+BOOKKEEPING_PREFIX = "migration_"  # migration_rejects, migration_locks, migration_cleaned, ...
+LOCKS_COLLECTION = "migration_locks"
+_COLLECTION_NAME = re.compile(r"(?!system\.)[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_READ_CHUNK = 1 << 20
+
+
+def check_backup(folder: Path) -> dict:
+    """The backup's manifest, once every file it lists is there with its recorded size, sha256
+    and document count; otherwise BackupError, one line naming the file."""
+    manifest = _read_manifest(folder)
+    data = folder / manifest["database"]
+    for name, recorded in manifest["collections"].items():
+        _check_dump(data / f"{name}.bson", recorded)
+        metadata = data / f"{name}.metadata.json"
+        if not metadata.is_file():
+            raise BackupError(f"{metadata}: missing from the backup")
+    return manifest
+
+
+def _read_manifest(folder: Path) -> dict:
+    if folder.name.endswith(PARTIAL):
+        raise BackupError(f"{folder}: not a complete backup (still being written, or left by a killed run)")
+    if not folder.is_dir():
+        raise BackupError(f"{folder}: no such backup folder")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BackupError(f"{folder}: not a complete backup ({MANIFEST} is missing)")
+    try:
+        manifest = json.loads(path.read_text())
+        database, collections = manifest["database"], manifest["collections"]
+        recorded_ok = all(
+            isinstance(r["documents"], int) and isinstance(r["bytes"], int) and isinstance(r["sha256"], str)
+            for r in collections.values()
+        )
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        raise BackupError(f"{path}: unreadable, not a backup manifest") from None
+    names_ok = isinstance(database, str) and all(map(_COLLECTION_NAME.fullmatch, [database, *collections]))
+    if not (recorded_ok and names_ok):
+        raise BackupError(f"{path}: not a backup manifest (unexpected names or values)")
+    if SOURCE_COLLECTION not in collections:
+        raise BackupError(f"{path}: the backup holds no {SOURCE_COLLECTION} collection")
+    return manifest
+
+
+def _check_dump(path: Path, recorded: dict) -> None:
+    if not path.is_file():
+        raise BackupError(f"{path}: missing from the backup")
+    size = path.stat().st_size
+    if size != recorded["bytes"]:
+        raise BackupError(f"{path}: {size} bytes, the manifest records {recorded['bytes']} (truncated or altered)")
+    sha256, documents = _scan_dump(path)
+    if sha256 != recorded["sha256"]:
+        raise BackupError(f"{path}: sha256 differs from the manifest (altered)")
+    if documents != recorded["documents"]:
+        raise BackupError(f"{path}: holds {documents} documents, the manifest records {recorded['documents']}")
+
+
+def _scan_dump(path: Path) -> tuple[str, int | None]:
+    """The file's sha256 and its document count, None when it is not whole BSON documents;
+    read one document at a time, so a large dump never sits in memory."""
+    digest, documents = hashlib.sha256(), 0
+    with path.open("rb") as stream:
+        while header := stream.read(4):
+            size = int.from_bytes(header, "little")
+            body = stream.read(max(size - 4, 0))
+            digest.update(header + body)
+            if size < 5 or len(body) != size - 4 or body[-1:] != b"\x00":
+                while chunk := stream.read(_READ_CHUNK):
+                    digest.update(chunk)
+                return digest.hexdigest(), None
+            documents += 1
+    return digest.hexdigest(), documents
+
+
+def latest_backup(backup_dir: Path, db_name: str) -> Path:
+    """The newest complete backup of `db_name`. Not checked here: an altered newest backup is
+    refused by `rollback`, never silently passed over for an older one."""
+    backups = list_backups(backup_dir, db_name)
+    if not backups:
+        raise BackupError(f"no complete backup of database {db_name!r} in {backup_dir}")
+    return backups[-1]
+
+
+@dataclass
+class RollbackResult:
+    folder: Path
+    restored: dict[str, int] = field(default_factory=dict)  # collection -> documents restored
+    dropped: dict[str, int] = field(default_factory=dict)  # collection -> documents it held
+    normalized_leads_before: int = 0
+    normalized_leads_after: int = 0
+    cleaned_kept: int = 0  # migration_cleaned records still true of the restored source
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "folder": str(self.folder)}
+
+    def render(self) -> str:
+        restored = ", ".join(f"{name} {count}" for name, count in self.restored.items())
+        dropped = ", ".join(f"{name} ({count})" for name, count in self.dropped.items()) or "nothing"
+        return (
+            f"rollback from {self.folder}: restored {restored}; dropped {dropped}; "
+            f"normalized leads {self.normalized_leads_before} -> {self.normalized_leads_after}"
+        )
+
+
+def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> RollbackResult:
+    """Restore the backup's collections and drop the other collections the migrations wrote.
+
+    `keep_locks` leaves `migration_locks` alone: a caller holding the database's lock keeps it."""
+    manifest = check_backup(folder)
+    if manifest["database"] != db.name:
+        raise BackupError(f"{folder}: a backup of database {manifest['database']!r}, not {db.name!r}")
+    result = RollbackResult(folder, normalized_leads_before=db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD))
+    for name in sorted(manifest["collections"], key=lambda n: n != SOURCE_COLLECTION):
+        result.restored[name] = restore_collection(db, folder, name)
+        _restore_indexes(db, folder / manifest["database"] / f"{name}.metadata.json", name)
+
+    existing = set(db.list_collection_names())
+    written = [name for name in COLLECTION_NAMES if name != SOURCE_COLLECTION]
+    written += sorted(name for name in existing if name.startswith(BOOKKEEPING_PREFIX))
+    spared = {*result.restored, CLEANED_COLLECTION, *([LOCKS_COLLECTION] if keep_locks else [])}
+    for name in dict.fromkeys(written):
+        if name in existing and name not in spared:
+            result.dropped[name] = db[name].count_documents({})
+            db.drop_collection(name)
+    if CLEANED_COLLECTION in existing:
+        held = db[CLEANED_COLLECTION].count_documents({})
+        result.cleaned_kept = _forget_undone_cleanups(db)
+        if not result.cleaned_kept:
+            result.dropped[CLEANED_COLLECTION] = held
+            db.drop_collection(CLEANED_COLLECTION)
+    result.normalized_leads_after = db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD)
+    return result
+
+
+def _restore_indexes(db: Database, metadata: Path, collection: str) -> None:
+    """The indexes the collection had when backed up (restore_collection brings only documents)."""
+    indexes = json_util.loads(metadata.read_text()).get("indexes", [])
+    models = [
+        IndexModel(list(spec["key"].items()), **{k: v for k, v in spec.items() if k not in ("key", "v", "ns")})
+        for spec in indexes
+        if spec.get("name") != "_id_"
+    ]
+    if models:
+        db[collection].create_indexes(models)
+
+
+def _forget_undone_cleanups(db: Database, batch_size: int = 1000) -> int:
+    """Delete the cleanup records the restore made untrue (their source lead is back, or their
+    normalized lead is gone); returns how many remain."""
+    cleaned, leads = db[CLEANED_COLLECTION], db[SOURCE_COLLECTION]
+    records = cleaned.find({}, {"lead_id": 1}, sort=[("_id", 1)])
+    stale, kept = [], 0
+    while batch := list(islice(records, batch_size)):
+        source_ids = [r["_id"] for r in batch]
+        back = {legacy_key(d["_id"]) for d in leads.find({**NESTED_LEAD, "_id": {"$in": source_ids}}, {"_id": 1})}
+        lead_ids = [r.get("lead_id") for r in batch]
+        present = {d["_id"] for d in leads.find({**NORMALIZED_LEAD, "_id": {"$in": lead_ids}}, {"_id": 1})}
+        for record in batch:
+            if legacy_key(record["_id"]) in back or record.get("lead_id") not in present:
+                stale.append(record["_id"])
+            else:
+                kept += 1
+    for start in range(0, len(stale), batch_size):
+        cleaned.delete_many({"_id": {"$in": stale[start : start + batch_size]}})
+    return kept

@@ -1,0 +1,232 @@
+"""Rollback against the real server: the source back byte for byte, nothing the migrations wrote
+left; altered or truncated backups refused with nothing changed; backup pruning; the DAG."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from bson.raw_bson import RawBSONDocument
+
+from leadnorm.contract import CLEANED_COLLECTION, COLLECTION_NAMES, NORMALIZED_LEAD, REJECTS_COLLECTION
+from leadnorm.devtools.seed import seed_leads
+from leadnorm.errors import BackupError
+from leadnorm.steps import pipeline
+from leadnorm.steps.backup import MANIFEST, backup, iter_backup_documents
+from leadnorm.steps.housekeeping import prune_backups
+from leadnorm.steps.rollback import check_backup, latest_backup, rollback
+from leadnorm.steps.runstore import RunFolder
+
+LEADS = 300
+TARGETS = [name for name in COLLECTION_NAMES if name != "leads"]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def raw_documents(collection) -> list[bytes]:
+    raw = collection.with_options(codec_options=collection.codec_options.with_options(document_class=RawBSONDocument))
+    return [doc.raw for doc in raw.find({}, sort=[("_id", 1)])]
+
+
+def snapshot(db) -> dict:
+    """Every document of every collection, raw, plus the indexes of each."""
+    return {
+        name: (raw_documents(db[name]), sorted(str(i) for i in db[name].list_indexes()))
+        for name in sorted(db.list_collection_names())
+    }
+
+
+def migrate(db, tmp_path, name="run"):
+    return pipeline.migrate(db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / name))
+
+
+@pytest.fixture
+def migrated(db, tmp_path):
+    """A migrated database and the backup its migration took first."""
+    seed_leads(db, LEADS, seed=11)
+    migrate(db, tmp_path)
+    return db, latest_backup(tmp_path / "b", db.name)
+
+
+def test_rollback_restores_the_source_byte_for_byte_and_removes_what_the_migration_wrote(migrated):
+    db, folder = migrated
+    db["migration_locks"].insert_one({"_id": "leads", "holder": "gone"})
+    db[CLEANED_COLLECTION].insert_one({"_id": "x", "lead_id": "y"})
+    assert db.leads.count_documents(NORMALIZED_LEAD) > 0 and db[REJECTS_COLLECTION].count_documents({}) > 0
+
+    result = rollback(db, folder)
+
+    assert raw_documents(db.leads) == [doc.raw for doc in iter_backup_documents(folder, "leads")]
+    assert db.leads.count_documents(NORMALIZED_LEAD) == 0 == result.normalized_leads_after
+    assert db.leads.count_documents({"_migrated": {"$exists": True}}) == 0
+    assert set(db.list_collection_names()) == {"leads"}
+    assert result.restored == {"leads": LEADS}
+    assert set(result.dropped) == {*TARGETS, REJECTS_COLLECTION, "migration_locks", CLEANED_COLLECTION}
+    assert rollback(db, folder).dropped == {}, "a rerun finds nothing more to do"
+
+
+def test_rollback_of_a_refresh_brings_the_previous_run_back(migrated, tmp_path):
+    """A backup taken before a second run holds the first run's normalized state: it comes back."""
+    db, _ = migrated
+    first_run, normalized = snapshot(db), db.leads.count_documents(NORMALIZED_LEAD)
+    db.leads.insert_many([{"lead_input": {"name": f"New {i}", "email": f"new{i}@example.com"}} for i in range(5)])
+    migrate(db, tmp_path, name="refresh")
+    before_refresh = latest_backup(tmp_path / "b", db.name)
+    assert db.leads.count_documents(NORMALIZED_LEAD) == normalized + 5
+
+    rollback(db, before_refresh)
+
+    after = snapshot(db)
+    assert after.keys() == first_run.keys()
+    for name, (documents, indexes) in first_run.items():
+        if name == "leads":  # the 5 new nested leads were in the source when the backup was taken
+            continue
+        assert after[name] == (documents, indexes), name
+    assert after["leads"][1] == first_run["leads"][1], "indexes of leads"
+    assert raw_documents(db.leads) == [doc.raw for doc in iter_backup_documents(before_refresh, "leads")]
+
+
+def test_rollback_keeps_cleanup_records_still_true_of_the_restored_source(migrated, tmp_path):
+    db, _ = migrated
+    source = db.leads.find_one({"_migrated": True})
+    db[CLEANED_COLLECTION].insert_one({"_id": source["_id"], "lead_id": source["_migrated_lead_id"]})
+    db.leads.delete_one({"_id": source["_id"]})
+    after_cleanup = backup(db, tmp_path / "b", [*pipeline.BACKED_UP, CLEANED_COLLECTION])
+    db.leads.insert_one({"_id": source["_id"], "lead_input": {"name": "back"}})  # undone since
+
+    result = rollback(db, after_cleanup)
+    assert result.cleaned_kept == 1
+    assert db[CLEANED_COLLECTION].find_one({})["_id"] == source["_id"]
+    assert db.leads.find_one({"_id": source["_id"]}) is None
+
+
+def test_locks_can_be_kept_for_a_caller_holding_one(migrated):
+    db, folder = migrated
+    db["migration_locks"].insert_one({"_id": "leads", "holder": "me"})
+    rollback(db, folder, keep_locks=True)
+    assert db["migration_locks"].count_documents({}) == 1
+
+
+def flip_a_byte(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: flip_a_byte(data / "leads.bson", 200), "leads.bson: sha256 differs"),
+        (lambda data: truncate(data / "leads.bson"), "leads.bson: "),
+        (lambda data: (data / "companies.bson").unlink(), "companies.bson: missing"),
+        (lambda data: (data / "leads.metadata.json").unlink(), "leads.metadata.json: missing"),
+        (lambda data: (data.parent / MANIFEST).unlink(), "not a complete backup"),
+    ],
+    ids=["flipped-byte", "truncated", "missing-dump", "missing-metadata", "no-manifest"],
+)
+def test_a_damaged_backup_is_refused_and_nothing_changes(migrated, tmp_path, damage, message):
+    db, _ = migrated
+    migrate(db, tmp_path, name="second")  # its backup holds every target collection too
+    folder = latest_backup(tmp_path / "b", db.name)
+    damage(folder / db.name)
+    before = snapshot(db)
+    with pytest.raises(BackupError, match=message) as refused:
+        rollback(db, folder)
+    assert "\n" not in str(refused.value)
+    assert snapshot(db) == before
+
+
+def test_check_backup_counts_documents_and_refuses_partial_and_foreign_backups(migrated, tmp_path):
+    db, folder = migrated
+    assert check_backup(folder)["collections"]["leads"]["documents"] == LEADS
+
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["collections"]["leads"]["documents"] += 1
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match=f"holds {LEADS} documents, the manifest records {LEADS + 1}"):
+        check_backup(folder)
+
+    partial = folder.with_name(folder.name + ".partial")
+    partial.mkdir()
+    with pytest.raises(BackupError, match="not a complete backup"):
+        check_backup(partial)
+
+    other = tmp_path / "other"
+    shutil.copytree(folder, other / folder.name)
+    manifest["collections"]["leads"]["documents"] -= 1
+    manifest["database"] = "elsewhere"
+    (other / folder.name / db.name).rename(other / folder.name / "elsewhere")
+    (other / folder.name / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match="a backup of database 'elsewhere'"):
+        rollback(db, other / folder.name)
+
+
+def fake_backup(backup_dir: Path, db_name: str, stamp: str, collections: list[str]) -> Path:
+    folder = backup_dir / f"{db_name}-{stamp}"
+    (folder / db_name).mkdir(parents=True)
+    stats = {"documents": 0, "bytes": 0, "sha256": ""}
+    (folder / MANIFEST).write_text(json.dumps({"database": db_name, "collections": dict.fromkeys(collections, stats)}))
+    return folder
+
+
+def test_latest_backup_ignores_partial_and_other_databases(tmp_path):
+    with pytest.raises(BackupError, match="no complete backup of database 'crm'"):
+        latest_backup(tmp_path, "crm")
+    fake_backup(tmp_path, "crm", "20260101T000000Z", ["leads"])
+    newest = fake_backup(tmp_path, "crm", "20260102T000000Z-2", ["leads"])
+    fake_backup(tmp_path, "crm", "20260102T000000Z", ["leads"])
+    fake_backup(tmp_path, "crm-eu", "20260301T000000Z", ["leads"])
+    (tmp_path / "crm-20260301T000000Z.partial").mkdir()
+    assert latest_backup(tmp_path, "crm") == newest
+
+
+def test_prune_keeps_the_newest_and_the_one_before_the_first_migration(tmp_path):
+    migrated_state = ["leads", "companies", REJECTS_COLLECTION]
+    older = fake_backup(tmp_path, "crm", "20251231T000000Z", ["leads", "companies"])  # restored from elsewhere
+    first = fake_backup(tmp_path, "crm", "20260101T000000Z", ["leads"])
+    middle = [fake_backup(tmp_path, "crm", f"202601{day:02d}T000000Z", migrated_state) for day in range(2, 8)]
+    later_pre_migration = fake_backup(tmp_path, "crm", "20260108T000000Z", ["leads"])  # after a rollback
+    newest = fake_backup(tmp_path, "crm", "20260109T000000Z", migrated_state)
+    other_db = fake_backup(tmp_path, "crm-eu", "20250101T000000Z", ["leads"])
+    stale_partial = tmp_path / "crm-20250101T000000Z.partial"
+    fresh_partial = tmp_path / "crm-20260110T000000Z.partial"
+    for partial in (stale_partial, fresh_partial):
+        partial.mkdir()
+    day_and_more = time.time() - 25 * 3600
+    os.utime(stale_partial, (day_and_more, day_and_more))
+
+    removed = prune_backups(tmp_path, "crm", keep=2)
+
+    assert removed == [older, *middle, stale_partial]
+    assert sorted(tmp_path.iterdir()) == sorted([first, later_pre_migration, newest, other_db, fresh_partial])
+    assert prune_backups(tmp_path, "crm", keep=0) == [later_pre_migration, newest]
+    assert prune_backups(tmp_path, "crm", keep=0) == []
+    assert first.exists()
+
+
+@pytest.mark.airflow
+def test_dag_rolls_back_to_the_latest_backup(migrated, mongo_uri, tmp_path):
+    db, folder = migrated
+    host_port = mongo_uri.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_MONGO_DEFAULT": f"mongo://{host_port}/{db.name}",
+        "LEADNORM_STAGING_DIR": str(tmp_path / "staging"),
+        "LEADNORM_BACKUP_DIR": str(tmp_path / "b"),
+        "LEADNORM_REPORTS_DIR": str(tmp_path / "reports"),
+    }
+    out = subprocess.run(
+        [AIRFLOW, "dags", "test", "leads_rollback"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert raw_documents(db.leads) == [doc.raw for doc in iter_backup_documents(folder, "leads")]
+    assert set(db.list_collection_names()) == {"leads"}
