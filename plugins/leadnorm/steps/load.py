@@ -144,6 +144,10 @@ _RELEASED_BY_UNSET = {"companies": ("domain",), "personas": ("email", "linkedin_
 _RELEASED_BY_DELETE = {"leads": ("legacy_lead_id",), "technographics": ("company_id", "name")}
 
 
+def _key_bytes(values: tuple) -> bytes:
+    return bson.encode({"k": list(values)}, codec_options=CODEC_OPTIONS)
+
+
 def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool, chunk: int = 1000) -> int:
     """Free every unique key the frame gives to an id other than the one storing it now."""
     unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name)
@@ -151,22 +155,22 @@ def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run
         return 0
     released = 0
     for fields in [(f,) for f in unset] + ([delete] if delete else []):
-        wanted = {}
+        wanted = {}  # the key's BSON (any type, hashable) -> (its values, the id the frame gives it)
         for row in frame[["_id", *fields]].itertuples(index=False, name=None):
             values = row[1:]
             if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values):
-                wanted[values] = row[0]
-        keys = list(wanted)
+                wanted[_key_bytes(values)] = (values, row[0])
+        keys = list(wanted.values())
         for start in range(0, len(keys), chunk):
-            part = keys[start : start + chunk]
+            part = [values for values, _ in keys[start : start + chunk]]
             if len(fields) == 1:
-                query = {fields[0]: {"$in": [k[0] for k in part]}}
+                query = {fields[0]: {"$in": [values[0] for values in part]}}
             else:
-                query = {"$or": [dict(zip(fields, k)) for k in part]}
+                query = {"$or": [dict(zip(fields, values)) for values in part]}
             clashing = [
                 doc["_id"]
                 for doc in db[name].find({**query, **scope(name)}, {f: 1 for f in fields})
-                if wanted.get(tuple(doc.get(f) for f in fields), doc["_id"]) != doc["_id"]
+                if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]
             ]
             if clashing and not dry_run:
                 if len(fields) == 1 and fields[0] in unset:
