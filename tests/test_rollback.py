@@ -229,4 +229,5 @@ def test_dag_rolls_back_to_the_latest_backup(migrated, mongo_uri, tmp_path):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert raw_documents(db.leads) == [doc.raw for doc in iter_backup_documents(folder, "leads")]
-    assert set(db.list_collection_names()) == {"leads"}
+    assert set(db.list_collection_names()) - {"migration_locks"} == {"leads"}
+    assert db.migration_locks.count_documents({}) == 0, "the DAG's lock outlived the rollback"

@@ -545,5 +545,5 @@ def test_cli_rejects_a_bad_lead_count(leads, message):
     result = run_cli("seed", "--leads", leads, "--uri", "mongodb://127.0.0.1:1")
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert errors == [f"python -m leadnorm seed: error: argument --leads: {message}"]
+    assert errors == [f"python -m leadnorm seed: error: argument --leads: {message} (see --help)"]
     assert "Traceback" not in result.stderr
