@@ -17,7 +17,7 @@ export AIRFLOW__API__PORT ?= 8080
 
 DEMO_LEADS ?= 5000
 
-.PHONY: setup lint test demo airflow clean
+.PHONY: setup git-filters lint test demo airflow clean
 
 # The venv is rebuilt whenever requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -30,7 +30,15 @@ $(AIRFLOW_HOME)/airflow.db: $(STAMP)
 	mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 
-setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db
+setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db git-filters
+
+# In a git checkout: nbstripout as the filter .gitattributes names, so notebooks are stored without outputs.
+git-filters: $(STAMP)
+	@if git rev-parse --git-dir > /dev/null 2>&1; then \
+		git config filter.nbstripout.clean '$(NBSTRIPOUT)' && \
+		git config filter.nbstripout.smudge cat && \
+		git config diff.ipynb.textconv '$(NBSTRIPOUT) -t'; \
+	fi
 
 # Ruff with Airflow's AIR rules, and its format check: part of every test run.
 lint: $(STAMP)
@@ -51,3 +59,35 @@ airflow: setup
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) .leadnorm reports backups
+
+# --- notebooks -----------------------------------------------------------------------
+JUPYTER_PORT ?= 8888
+NOTEBOOK_LEADS ?= 2000
+NOTEBOOK_DB ?= jazon_ai_sdr
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+NBSTRIPOUT := .venv/bin/nbstripout --extra-keys metadata.language_info
+
+.PHONY: jupyter notebooks
+
+# JupyterLab on 127.0.0.1 with the project's kernel `leadnorm`, the embedded MongoDB started first;
+# the token goes through the environment, never the process list.
+jupyter: setup
+	$(BIN)/python -m ipykernel install --sys-prefix --name leadnorm --display-name "Python (leadnorm)"
+	@URI=$$($(BIN)/python -m leadnorm mongo start) && \
+	TOKEN=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))') && \
+	echo "MongoDB (embedded SecantusDB): $$URI" && \
+	echo "JupyterLab: http://127.0.0.1:$(JUPYTER_PORT)/lab?token=$$TOKEN" && \
+	JUPYTER_TOKEN=$$TOKEN $(BIN)/jupyter lab --no-browser --allow-root --ip 127.0.0.1 --port $(JUPYTER_PORT) \
+		--ServerApp.port_retries=0 --ServerApp.root_dir=$(CURDIR)/notebooks
+
+# Seed and migrate the embedded server, then run every notebook into reports/notebooks/ (executed .ipynb and HTML).
+notebooks: setup
+	@export MONGO_URI=$$($(BIN)/python -m leadnorm mongo start) && \
+	$(BIN)/python -m leadnorm seed --db $(NOTEBOOK_DB) --leads $(NOTEBOOK_LEADS) --drop && \
+	$(BIN)/python -m leadnorm migrate --db $(NOTEBOOK_DB) && \
+	mkdir -p reports/notebooks && \
+	for nb in $(NOTEBOOKS); do \
+		out=reports/notebooks/$$(basename $$nb) && \
+		$(BIN)/papermill --kernel python3 --no-progress-bar -p db $(NOTEBOOK_DB) $$nb $$out && \
+		$(BIN)/jupyter nbconvert --to html --log-level ERROR $$out || exit 1; \
+	done && echo "reports: $(CURDIR)/reports/notebooks/*.html"

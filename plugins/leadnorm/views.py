@@ -1,0 +1,104 @@
+"""The joined lead: one normalized lead with everything that hangs on it, as the seed app's
+GET /api/leads and /api/leads/[id] serve it.
+
+Each view is ONE aggregation, run entirely by the server. Every join is a `$lookup` by
+`localField`/`foreignField` on a field the contract indexes (companies._id, personas._id,
+technographics.company_id, detected_signals.lead_id, research_runs.lead_id,
+citations.research_run_id, icp_scores.lead_id, icp_factor_breakdowns.icp_score_id): the form
+in which a real MongoDB (5.0+, for the sub-pipelines that sort and nest) finds each joined row
+through the foreign index, and the only form in which the embedded server does (its
+`let`/`$expr` lookups scan the foreign collection). Citations and factor breakdowns are nested
+by `$lookup`s inside the research and ICP lookups; a to-one join is a list the server turns
+into its first element or null. No `$project` is used: the joined documents are returned
+whole. Nothing is left to the client.
+
+Shape: the lead's own fields, plus `company`, `persona`, `research` (with `citations`) and
+`icp` (with `factor_breakdowns`), each a document or None, and `technographics` (of its
+company, by name) and `detected_signals` (by detection time), each a list, `[]` when empty.
+"""
+
+from __future__ import annotations
+
+from pymongo.database import Database
+
+from leadnorm.contract import NORMALIZED_LEAD, SOURCE_COLLECTION
+
+# Normalized leads share `leads` with the nested source and carry `legacy_lead_id`; a nested
+# lead may hold any field, that one too, but always has `lead_input`.
+NOT_NESTED = {"lead_input": {"$exists": False}}
+
+
+def _lookup(collection: str, local: str, foreign: str, into: str, *pipeline: dict) -> dict:
+    spec = {"from": collection, "localField": local, "foreignField": foreign, "as": into}
+    if pipeline:
+        spec["pipeline"] = list(pipeline)
+    return {"$lookup": spec}
+
+
+def _first_or_null(field: str) -> dict:
+    """A to-one join: `$first` of an empty list is missing, which would drop the field; null keeps it."""
+    return {"$ifNull": [{"$first": f"${field}"}, None]}
+
+
+def lead_joins() -> list[dict]:
+    """The stages that turn normalized leads into joined leads; reusable after any `$match`."""
+    return [
+        _lookup("companies", "company_id", "_id", "company"),
+        _lookup("personas", "persona_id", "_id", "persona"),
+        _lookup("technographics", "company_id", "company_id", "technographics", {"$sort": {"name": 1}}),
+        _lookup("detected_signals", "_id", "lead_id", "detected_signals", {"$sort": {"detected_at": 1, "_id": 1}}),
+        _lookup(
+            "research_runs",
+            "_id",
+            "lead_id",
+            "research",
+            _lookup("citations", "_id", "research_run_id", "citations", {"$sort": {"_id": 1}}),
+        ),
+        _lookup(
+            "icp_scores",
+            "_id",
+            "lead_id",
+            "icp",
+            _lookup("icp_factor_breakdowns", "_id", "icp_score_id", "factor_breakdowns", {"$sort": {"category": 1}}),
+        ),
+        {
+            "$addFields": {
+                "company": _first_or_null("company"),
+                "persona": _first_or_null("persona"),
+                "research": _first_or_null("research"),
+                "icp": _first_or_null("icp"),
+            }
+        },
+    ]
+
+
+def normalized_leads(match: dict | None = None) -> dict:
+    """`match` restricted to normalized leads. A flat filter with `match` first where the keys
+    allow it: the embedded server's planner finds `_id` that way and scans under `$and`."""
+    restriction = {**NORMALIZED_LEAD, **NOT_NESTED}
+    if match and match.keys() & restriction.keys():
+        return {"$and": [match, restriction]}
+    return {**(match or {}), **restriction}
+
+
+def lead_pipeline(match: dict | None = None, *, skip: int = 0, limit: int | None = None) -> list[dict]:
+    """Joined normalized leads matching `match` (on the lead's own fields), by `_id`.
+
+    The page is cut before the joins, so only the leads returned are joined."""
+    if skip < 0 or (limit is not None and limit < 1):
+        raise ValueError(f"skip must be >= 0 and limit >= 1, got skip={skip}, limit={limit}")
+    page = [{"$skip": skip}] if skip else []
+    if limit is not None:
+        page.append({"$limit": limit})
+    return [{"$match": normalized_leads(match)}, {"$sort": {"_id": 1}}, *page, *lead_joins()]
+
+
+def lead(db: Database, lead_id) -> dict | None:
+    """The joined normalized lead with this `_id`, or None (a nested lead's id gives None too)."""
+    return next(db[SOURCE_COLLECTION].aggregate(lead_pipeline({"_id": lead_id}, limit=1)), None)
+
+
+def leads(db: Database, filter: dict | None = None, limit: int = 50, skip: int = 0) -> list[dict]:
+    """One page of joined normalized leads, filtered on the lead's own fields (`status`,
+    `company_id`, ...; a joined field such as `company.name` matches nothing), by `_id`."""
+    return list(db[SOURCE_COLLECTION].aggregate(lead_pipeline(filter, skip=skip, limit=limit)))
