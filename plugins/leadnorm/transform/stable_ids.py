@@ -36,10 +36,10 @@ def surviving_ids(
         if old is not None and not pd.isna(old):
             claims[new][old] += 1
 
-    def preference(new: ObjectId, old: ObjectId) -> tuple:
-        return (-lead_counts.get(old, 0), str(old))
+    def preference(old: ObjectId) -> tuple:
+        return (-lead_counts.get(old, 0), str(old))  # more leads first, then the smaller id
 
-    wanted = {new: sorted(olds, key=lambda old: preference(new, old)) for new, olds in claims.items()}
+    wanted = {new: sorted(olds, key=preference) for new, olds in claims.items()}
     survivors: dict[ObjectId, ObjectId] = {}
     taken: set[ObjectId] = set()
     # Entities holding more of an id's leads choose first: a split leaves the id where most of its leads stay.
