@@ -161,23 +161,23 @@ def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run
             if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values):
                 wanted[_key_bytes(values)] = (values, row[0])
         keys = list(wanted.values())
+        clashing = set()
         for start in range(0, len(keys), chunk):
             part = [values for values, _ in keys[start : start + chunk]]
-            if len(fields) == 1:
-                query = {fields[0]: {"$in": [values[0] for values in part]}}
-            else:
-                query = {"$or": [dict(zip(fields, values)) for values in part]}
-            clashing = [
-                doc["_id"]
-                for doc in db[name].find({**query, **scope(name)}, {f: 1 for f in fields})
-                if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]
-            ]
-            if clashing and not dry_run:
+            # By the key's first field (an index leads with it); a compound key is matched whole below.
+            query = {fields[0]: {"$in": list({_key_bytes(values[:1]): values[0] for values in part}.values())}}
+            for doc in db[name].find({**query, **scope(name)}, {f: 1 for f in fields}):
+                if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
+                    clashing.add(doc["_id"])
+        if clashing and not dry_run:
+            ordered = sorted(clashing, key=str)
+            for start in range(0, len(ordered), chunk):
+                ids = ordered[start : start + chunk]
                 if len(fields) == 1 and fields[0] in unset:
-                    db[name].update_many({"_id": {"$in": clashing}}, {"$unset": {fields[0]: ""}})
+                    db[name].update_many({"_id": {"$in": ids}}, {"$unset": {fields[0]: ""}})
                 else:
-                    db[name].delete_many({"_id": {"$in": clashing}})
-            released += len(clashing)
+                    db[name].delete_many({"_id": {"$in": ids}})
+        released += len(clashing)
     return released
 
 

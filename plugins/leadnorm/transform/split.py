@@ -16,6 +16,7 @@ from bson import ObjectId
 
 from leadnorm.contract import (
     DEFAULT_LEVEL,
+    MARKERS,
     MAX_DOCUMENT_BYTES,
     REJECT_NO_IDENTITY,
     REJECT_NOT_OBJECT,
@@ -39,31 +40,13 @@ from leadnorm.transform.clean import (
 )
 from leadnorm.transform.ids import derived_id, lead_id
 
-LEAD_FIELDS = frozenset(
-    {"_id", "lead_input", "research", "icp", "status", "created_at", "updated_at", "_migrated", "_migrated_lead_id"}
-)
+# Source fields each part of a nested lead maps; any other field is kept under `extra`.
+LEAD_FIELDS = frozenset({"_id", "lead_input", "research", "icp", "status", "created_at", "updated_at", *MARKERS})
 LEAD_INPUT_FIELDS = frozenset({"name", "title", "company", "email", "linkedin_url"})
 RESEARCH_FIELDS = frozenset({"CompanyProfile", "PersonaProfile", "DetectedSignals", "ResearchMeta"})
-COMPANY_FIELDS = frozenset(
-    {
-        "name",
-        "domain",
-        "website",
-        "industry",
-        "company_size",
-        "employee_count",
-        "headquarters",
-        "founded_year",
-        "description",
-        "funding_stage",
-        "annual_revenue",
-        "linkedin_url",
-        "technographics",
-    }
-)
-PERSONA_FIELDS = frozenset(
-    {"full_name", "email", "title", "seniority", "department", "decision_authority", "linkedin_url", "location", "bio"}
-)
+# A profile's fields bear their target's names (the contract maps them one to one).
+COMPANY_FIELDS = frozenset(COLLECTIONS["companies"].fields) - {"extra"} | {"technographics"}
+PERSONA_FIELDS = frozenset(COLLECTIONS["personas"].fields) - {"extra"}
 META_FIELDS = frozenset(
     {"run_id", "model", "started_at_utc", "completed_at_utc", "duration_ms", "confidence", "citations"}
 )
