@@ -40,13 +40,11 @@ the database, default `jazon_ai_sdr`), e.g.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from leadnorm.assets import collection_assets
-from leadnorm.flows import migration_flow
+from leadnorm.flows import DEFAULT_ARGS, migration_flow, run_params
 
 
 @dag(
@@ -57,11 +55,8 @@ from leadnorm.flows import migration_flow
     max_active_runs=1,
     tags=["leadnorm", "migration", "mongodb"],
     doc_md=__doc__,
-    params={
-        "dry_run": Param(False, type="boolean", description="write nothing; report what would be written"),
-        "batch_size": Param(1000, type="integer", minimum=1, description="source documents per batch"),
-    },
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    params=run_params(),
+    default_args=DEFAULT_ARGS,
 )
 def leads_migration():
     migration_flow("migrate", collection_assets())

@@ -27,13 +27,12 @@ first, so `leads_rollback` can undo it. Backups are pruned to the last 10 per da
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from leadnorm.assets import collection_assets
-from leadnorm.flows import migration_flow
+from leadnorm.flows import DEFAULT_ARGS, migration_flow, run_params
 
 
 @dag(
@@ -44,11 +43,8 @@ from leadnorm.flows import migration_flow
     max_active_runs=1,
     tags=["leadnorm", "refresh", "mongodb"],
     doc_md=__doc__,
-    params={
-        "dry_run": Param(False, type="boolean", description="write nothing; report what would be written"),
-        "batch_size": Param(1000, type="integer", minimum=1, description="source documents per batch"),
-    },
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    params=run_params(),
+    default_args=DEFAULT_ARGS,
 )
 def leads_refresh():
     migration_flow("refresh", collection_assets())

@@ -11,10 +11,21 @@ whatever happened. The verify task emits one Asset event per collection.
 
 from __future__ import annotations
 
-from airflow.sdk import get_current_context, task
+from datetime import timedelta
+
+from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.definitions.asset import Asset
 
 LOCK_LEASE_S = 15 * 60.0  # covers the gaps between tasks; renewed by each task
+DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=20)}
+
+
+def run_params() -> dict[str, Param]:
+    """The params a migration or refresh run takes (fresh objects for each DAG)."""
+    return {
+        "dry_run": Param(False, type="boolean", description="write nothing; report what would be written"),
+        "batch_size": Param(1000, type="integer", minimum=1, description="source documents per batch"),
+    }
 
 
 def migration_flow(kind: str, assets: dict[str, Asset]) -> None:

@@ -28,11 +28,11 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from leadnorm.contract import LOCKS_COLLECTION
 from leadnorm.errors import LockHeld
 
 log = logging.getLogger("leadnorm")
 
-LOCKS_COLLECTION = "migration_locks"
 LOCK_ID = "leadnorm"
 DEFAULT_LEASE_S = 60.0
 # A takeover can lose its compare-and-swap to another taker or to a renewal; each retry looks again.

@@ -26,6 +26,7 @@ from pymongo.database import Database
 from leadnorm.contract import (
     CLEANED_COLLECTION,
     COLLECTION_NAMES,
+    LOCKS_COLLECTION,
     NESTED_LEAD,
     NORMALIZED_LEAD,
     SOURCE_COLLECTION,
@@ -36,7 +37,6 @@ from leadnorm.steps.backup import MANIFEST, restore_collection
 from leadnorm.steps.housekeeping import PARTIAL, list_backups
 
 BOOKKEEPING_PREFIX = "migration_"  # migration_rejects, migration_locks, migration_cleaned, ...
-LOCKS_COLLECTION = "migration_locks"
 _COLLECTION_NAME = re.compile(r"(?!system\.)[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _READ_CHUNK = 1 << 20
 
