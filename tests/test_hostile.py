@@ -12,7 +12,7 @@ from pymongo.errors import OperationFailure
 from leadnorm.contract import NESTED_LEAD, REJECT_NOT_OBJECT, REJECT_TOO_LARGE, REJECTS_COLLECTION, legacy_key
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.schema import COLLECTIONS
-from leadnorm.steps.pipeline import migrate
+from leadnorm.steps.pipeline import migrate, refresh
 from leadnorm.steps.runstore import RunFolder
 
 SEEDED = 200
@@ -125,3 +125,24 @@ def test_a_migrated_lead_that_turns_invalid_loses_its_mark_when_rejected(hostile
         assert db[REJECTS_COLLECTION].find_one({"_id": source_id})["reason"] == REJECT_NOT_OBJECT
     migrated, rejected = accounted(db)
     assert not migrated & rejected.keys()
+
+
+def test_a_refresh_of_every_hostile_document_equals_a_migration_from_scratch(hostile_db, tmp_path, mongo_uri):
+    """The refresh's scope finds and fetches any `_id` exactly: `"42"` apart from 42, NaN, null,
+    embedded documents."""
+    from test_refresh import canonical, from_scratch
+
+    db, corpus = hostile_db
+    run(db, tmp_path, "first", skip_validation=True)
+    touched = 0
+    for doc in corpus:
+        if legacy_key(doc["_id"]) not in {legacy_key("near-16mb"), legacy_key("expanding")}:
+            touched += db.leads.update_one({"_id": doc["_id"]}, {"$set": {"touched": True}}).modified_count
+    changes, folder, report = refresh(
+        db, backup_dir=tmp_path / "b", run=RunFolder(tmp_path / "refresh"), skip_validation=True
+    )
+    assert len(changes.changed) == touched > 0 and report.ok, report.problems()
+    assert folder.read_result("scope")["leads"] >= touched
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+    again, _, _ = refresh(db, backup_dir=tmp_path / "b", run=RunFolder(tmp_path / "again"), skip_validation=True)
+    assert not again.any

@@ -16,6 +16,7 @@ from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.changes import detect_changes
 from leadnorm.steps.pipeline import migrate, refresh
 from leadnorm.steps.runstore import RunFolder
+from leadnorm.steps.scope import key_store_complete, set_key_store_complete
 
 ENTITY_REFERENCES = {"companies": "company_id", "personas": "persona_id"}
 
@@ -182,4 +183,35 @@ def test_a_removed_source_lead_takes_its_documents_along(live, tmp_path, mongo_u
     _, _, report = run(db, tmp_path, "refresh", fn=refresh)
     assert report.ok, report.problems()
     assert db.research_runs.count_documents({"lead_id": gone["_migrated_lead_id"]}) == 0
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+
+
+def test_a_refresh_works_on_the_changed_leads_and_what_they_tie_to(live, tmp_path, mongo_uri):
+    db, _ = live
+    quiet = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "research.DetectedSignals.0": {"$exists": True}})
+    db.leads.update_one({"_id": quiet["_id"]}, {"$unset": {"research.DetectedSignals": ""}})
+    _, folder, report = run(db, tmp_path, "refresh", fn=refresh)
+    scope = folder.read_result("scope")
+    assert report.ok and "refresh scope" in report.render(), report.problems()
+    assert scope is not None and 1 <= scope["leads"] < 60, scope  # of 240: its company's and persona's leads
+    written = sum(
+        folder.read_result(f"load-{name}")["inserted"] + folder.read_result(f"load-{name}")["replaced"]
+        for name in COLLECTIONS
+    )
+    assert written <= 2  # the lead's research run, and its company's merged values at most
+    assert db.detected_signals.count_documents({"lead_id": quiet["_migrated_lead_id"]}) == 0
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+
+
+def test_after_a_run_that_died_a_refresh_resolves_the_whole_source(live, tmp_path, mongo_uri):
+    db, rest = live
+    set_key_store_complete(db, False)  # what a run killed between its first and its last write leaves
+    db.leads.insert_many(rest[:10])
+    _, folder, report = run(db, tmp_path, "refresh", fn=refresh)
+    assert folder.read_result("scope") is None and report.ok, report.problems()
+    assert key_store_complete(db)
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+    db.leads.insert_many(rest[10:20])
+    _, folder, report = run(db, tmp_path, "again", fn=refresh)
+    assert folder.read_result("scope") is not None and report.ok, report.problems()
     assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)

@@ -176,6 +176,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     backup_dir = Path(args.backup_dir) if args.backup_dir else backups_dir()
     with hold_lock(db, args.command):
+        changes = None
         if args.command == "refresh":
             changes = detect_changes(db)
             print(changes.render())
@@ -191,6 +192,7 @@ def _migrate(args: argparse.Namespace) -> int:
                 backup_dir=backup_dir,
                 skip_validation=args.skip_validation,
                 run=run,
+                changes=changes,
             )
         except BaseException as exc:
             _print_summary_of_failed(run, args.dry_run)

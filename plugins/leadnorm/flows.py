@@ -85,10 +85,13 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
     def extract(run_root: str, held: dict, params=None) -> str:
         from pathlib import Path
 
+        from leadnorm.steps.changes import detect_changes
         from leadnorm.steps.pipeline import extract_step
         from leadnorm.steps.runstore import RunFolder
 
-        extract_step(working(held), RunFolder(Path(run_root)), params["batch_size"])
+        db = working(held)
+        changes = detect_changes(db) if kind == "refresh" else None  # a refresh works on their scope
+        extract_step(db, RunFolder(Path(run_root)), params["batch_size"], changes=changes)
         return run_root
 
     @task(retries=0)
@@ -134,12 +137,13 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
     def mark(run_root: str, held: dict, params=None) -> str:
         from pathlib import Path
 
-        from leadnorm.steps.pipeline import mark_step, prune_step
+        from leadnorm.steps.pipeline import keys_step, mark_step, prune_step
         from leadnorm.steps.runstore import RunFolder
 
         db, run = working(held), RunFolder(Path(run_root))
         mark_step(db, run, dry_run=params["dry_run"], batch_size=params["batch_size"])
         prune_step(db, run, dry_run=params["dry_run"])
+        keys_step(db, run, dry_run=params["dry_run"])
         return run_root
 
     @task(outlets=list(assets.values()))

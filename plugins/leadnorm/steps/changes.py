@@ -29,9 +29,11 @@ from leadnorm.steps.extract import WITHOUT_MARKERS, fingerprint
 
 @dataclass(frozen=True)
 class Changes:
-    new: int  # nested leads never migrated nor rejected
-    changed: int  # content differs from what was migrated or rejected
-    gone: int  # normalized leads or rejects whose source was deleted (not by cleanup)
+    """Source leads by `legacy_key`."""
+
+    new: frozenset[bytes]  # nested leads never migrated nor rejected
+    changed: frozenset[bytes]  # content differs from what was migrated or rejected
+    gone: frozenset[bytes]  # normalized leads or rejects whose source was deleted (not by cleanup)
     unchanged: int
 
     @property
@@ -39,7 +41,10 @@ class Changes:
         return bool(self.new or self.changed or self.gone)
 
     def render(self) -> str:
-        return f"source changes: {self.new} new, {self.changed} changed, {self.gone} gone, {self.unchanged} unchanged"
+        return (
+            f"source changes: {len(self.new)} new, {len(self.changed)} changed, {len(self.gone)} gone, "
+            f"{self.unchanged} unchanged"
+        )
 
 
 def current_fingerprints(db: Database, batch_size: int = 2000) -> dict[bytes, bytes]:
@@ -75,4 +80,4 @@ def detect_changes(db: Database) -> Changes:
     new = now.keys() - recorded.keys()
     changed = {key for key in now.keys() & recorded.keys() if now[key] != recorded[key]}
     gone = (normalized | rejected) - now.keys() - cleaned
-    return Changes(len(new), len(changed), len(gone), len(now) - len(new) - len(changed))
+    return Changes(frozenset(new), frozenset(changed), frozenset(gone), len(now) - len(new) - len(changed))

@@ -27,6 +27,7 @@ from leadnorm.steps.backup import backup
 from leadnorm.steps.pipeline import BACKED_UP, extract_step, normalize_step, verify_step
 from leadnorm.steps.rollback import check_backup
 from leadnorm.steps.runstore import RunFolder
+from leadnorm.steps.scope import forget_lead_keys
 from leadnorm.steps.verify import VerifyReport
 
 MIGRATED_NESTED_LEAD = {**NESTED_LEAD, MIGRATED: True}
@@ -95,6 +96,7 @@ def cleanup(
         )
         source_ids = [source_id for source_id, _ in batch]
         result.deleted += leads.delete_many({**MIGRATED_NESTED_LEAD, "_id": {"$in": source_ids}}).deleted_count
+        forget_lead_keys(db, source_ids)
     return result
 
 

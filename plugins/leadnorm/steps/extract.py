@@ -57,6 +57,24 @@ def iter_raw_batches(db: Database, batch_size: int) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
+def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Iterator[bytes]:
+    """The nested leads whose `legacy_key` is one of `keys`, as `iter_raw_batches` gives them."""
+    from bson.raw_bson import RawBSONDocument
+
+    from leadnorm.contract import legacy_key
+
+    for start in range(0, len(keys), batch_size):
+        wanted = set(keys[start : start + batch_size])
+        ids = [bson.decode(key, CODEC_OPTIONS)["_id"] for key in wanted]
+        cursor = db[SOURCE_COLLECTION].find_raw_batches(
+            {**NESTED_LEAD, "_id": {"$in": ids}}, WITHOUT_MARKERS, sort=[("_id", 1)], batch_size=batch_size
+        )
+        found = [raw for chunk in cursor for raw in split_bson(chunk)]
+        exact = [raw for raw in found if legacy_key(RawBSONDocument(raw)["_id"]) in wanted]  # $in: 42 == 42.0
+        if exact:
+            yield b"".join(exact)
+
+
 def decode_batch(data: bytes) -> list[dict]:
     return bson.decode_all(data, CODEC_OPTIONS)
 

@@ -87,15 +87,35 @@ def to_documents(frame: pd.DataFrame) -> Iterator[dict]:
         yield {k: _bson_value(v) for k, v in row.items() if k in ALWAYS_STORED or not _missing(v)}
 
 
+def _stored(db: Database, name: str, ids: list | None) -> Iterator[RawBSONDocument]:
+    """The stored documents of `name` (only those with `ids`, when given) in `_id` order."""
+    collection = db[name].with_options(codec_options=_RAW)
+    if ids is None:
+        yield from collection.find(scope(name), sort=[("_id", 1)], batch_size=2000)
+        return
+    ordered = sorted(ids, key=str)
+    for start in range(0, len(ordered), 1000):
+        part = ordered[start : start + 1000]
+        yield from collection.find({**scope(name), "_id": {"$in": part}}, sort=[("_id", 1)])
+
+
 def load_collection(
-    db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool = False, batch_size: int = 1000
+    db: Database,
+    name: str,
+    frame: pd.DataFrame,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 1000,
+    ids: list | None = None,
 ) -> LoadResult:
-    """Make the stored documents of `name` equal the frame's rows; report the stale ones (none is deleted)."""
+    """Make the stored documents of `name` equal the frame's rows; report the stale ones (none is
+    deleted). With `ids`, only those stored documents are compared (a refresh's scope: the frame's
+    ids and those its leads held before)."""
     result = LoadResult(name)
     result.released = release_unique_keys(db, name, frame, dry_run=dry_run)
     progress = Progress(f"load {name}", len(frame))
     ordered = frame.sort_values("_id", key=lambda ids: ids.map(str))
-    stored = db[name].with_options(codec_options=_RAW).find(scope(name), sort=[("_id", 1)], batch_size=2000)
+    stored = _stored(db, name, ids)
     current = next(stored, None)
     inserts: list[dict] = []
     replaces: list[ReplaceOne] = []

@@ -25,6 +25,7 @@ from leadnorm.contract import (
     legacy_key,
 )
 from leadnorm.steps.progress import Progress
+from leadnorm.steps.scope import Scope, find_exactly
 
 
 @dataclass
@@ -56,12 +57,18 @@ def mark_migrated(
     *,
     dry_run: bool = False,
     batch_size: int = 1000,
+    scope: Scope | None = None,
 ) -> MarkResult:
-    """Set `_migrated: true`, `_migrated_lead_id` and the content's fingerprint on each migrated source lead."""
+    """Set `_migrated: true`, `_migrated_lead_id` and the content's fingerprint on each migrated
+    source lead (of the scope, when given)."""
     new_id = dict(zip(leads["legacy_lead_id"].map(legacy_key), leads["_id"]))
     result = MarkResult()
     updates = []
-    source = db[SOURCE_COLLECTION].find(NESTED_LEAD, dict.fromkeys(MARKERS, 1))
+    projection = dict.fromkeys(MARKERS, 1)
+    if scope is None:
+        source = db[SOURCE_COLLECTION].find(NESTED_LEAD, projection)
+    else:
+        source = find_exactly(db[SOURCE_COLLECTION], "_id", scope.leads, projection, **NESTED_LEAD)
     for doc in source:
         key = legacy_key(doc["_id"])
         target = new_id.get(key)
@@ -88,16 +95,20 @@ def write_rejects(
     fingerprints: dict[bytes, bytes],
     *,
     dry_run: bool = False,
+    scope: Scope | None = None,
 ) -> MarkResult:
     """Make `migration_rejects` hold exactly this run's rejects (`_id`, `reason`, the content's
-    `fingerprint`), none of them marked."""
+    `fingerprint`), none of them marked; with a scope, only the rejects of its leads change."""
     wanted = {}
     for row in rejects.to_dict("records"):
         key = legacy_key(row["_id"])
         wanted[key] = {"_id": row["_id"], "reason": row["reject_reason"], "fingerprint": fingerprints.get(key)}
     result.unmarked += _unmark(db, [want["_id"] for want in wanted.values()], dry_run=dry_run)
     writes = []
-    for doc in db[REJECTS_COLLECTION].find({}):
+    stored = (
+        db[REJECTS_COLLECTION].find({}) if scope is None else find_exactly(db[REJECTS_COLLECTION], "_id", scope.all)
+    )
+    for doc in stored:
         want = wanted.pop(legacy_key(doc["_id"]), None)
         if want is None:
             writes.append(DeleteOne({"_id": doc["_id"]}))

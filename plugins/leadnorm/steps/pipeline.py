@@ -27,10 +27,20 @@ from leadnorm.steps.mark import fingerprints_by_source, mark_migrated, write_rej
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.prune import prune
 from leadnorm.steps.runstore import RunFolder
-from leadnorm.steps.verify import VerifyReport, verify
+from leadnorm.steps.scope import (
+    Scope,
+    find_scope,
+    key_store_complete,
+    occupied_outside,
+    save_lead_keys,
+    set_key_store_complete,
+    stored_for,
+)
+from leadnorm.steps.verify import VerifyReport, verify, verify_scope
 from leadnorm.transform.clean import Warnings
-from leadnorm.transform.normalize import normalize_batches
-from leadnorm.transform.resolve import Normalized, rejects_of
+from leadnorm.transform.keys import lead_keys
+from leadnorm.transform.normalize import split_batches
+from leadnorm.transform.resolve import Normalized, rejects_of, resolve
 from leadnorm.transform.stable_ids import keep_ids
 
 log = logging.getLogger("leadnorm")
@@ -55,11 +65,25 @@ def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) ->
     return folder
 
 
-def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
-    """Stage the nested leads as BSON batch files; returns how many there are."""
-    progress = Progress("extract", extract.count_nested_leads(db))
+def extract_step(
+    db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_SIZE, *, changes: Changes | None = None
+) -> int:
+    """Stage the nested leads as BSON batch files; returns how many batches there are.
+
+    Given a refresh's `changes` and a complete key store, only the leads of the refresh's
+    scope (`leadnorm.steps.scope`), and the scope itself for the later steps."""
+    if changes is not None and key_store_complete(db):
+        found = find_scope(db, changes)
+        run.write_frame("scope", found.to_frame())
+        run.write_result("scope", {"leads": len(found.leads), "gone": len(found.gone)})
+        log.info("refresh scope: %d source leads tied to the changes, %d gone", len(found.leads), len(found.gone))
+        progress = Progress("extract", len(found.leads))
+        raw = extract.iter_raw_batches_of(db, sorted(found.leads), batch_size)
+    else:
+        progress = Progress("extract", extract.count_nested_leads(db))
+        raw = extract.iter_raw_batches(db, batch_size)
     batches = 0
-    for documents in run.write_batches(extract.iter_raw_batches(db, batch_size)):
+    for documents in run.write_batches(raw):
         progress.advance(documents)
         batches += 1
     run.write_result("extract", {"documents": progress.done, "batches": batches})
@@ -82,14 +106,32 @@ def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
             yield source
             progress.advance(len(source))
 
-    normalized = normalize_batches(batches())
-    if db is not None:
+    mentions = split_batches(batches())
+    normalized = resolve(mentions)
+    run.write_frame("lead_keys", lead_keys(mentions))
+    found = read_scope(run)
+    if db is not None and found is None:
         normalized = keep_ids(normalized, *stored_references(db))
+    elif db is not None:
+        stored = stored_for(db, found)  # before any write: what the load may replace or make stale
+        for name, ids in stored.related.items():
+            run.write_frame(f"related-{name}", pd.DataFrame({"_id": pd.Series(ids, dtype=object)}))
+        occupied = {
+            column: frozenset(occupied_outside(db, found, column, set(normalized.frames[collection]["_id"]) - set(ids)))
+            for collection, column in (("companies", "company_id"), ("personas", "persona_id"))
+            for ids in [stored.related[collection]]
+        }
+        normalized = keep_ids(normalized, stored.refs, stored.lead_counts, occupied)
     run.write_frame("fingerprints", pd.concat(fingerprints, ignore_index=True) if fingerprints else _NO_FINGERPRINTS)
     return save_normalized(run, normalized)
 
 
 _NO_FINGERPRINTS = pd.DataFrame({"_id": pd.Series(dtype=object), "fingerprint": pd.Series(dtype=object)})
+
+
+def read_scope(run: RunFolder) -> Scope | None:
+    """The run's refresh scope, or None when it covers the whole source."""
+    return Scope.from_frame(run.read_frame("scope")) if run.read_result("scope") else None
 
 
 def stored_references(db: Database) -> tuple[pd.DataFrame, dict[str, Counter]]:
@@ -159,9 +201,13 @@ def load_step(
 ) -> dict:
     """Indexes first (so unique keys are enforced while writing), then the diff-load."""
     if not dry_run:
+        set_key_store_complete(db, False)  # until the run's last write
         db[collection].create_indexes(list(COLLECTIONS[collection].indexes))
     frame = run.read_frame(collection)
-    result = load_collection(db, collection, frame, dry_run=dry_run, batch_size=batch_size)
+    ids = None
+    if read_scope(run) is not None:
+        ids = list({*run.read_frame(f"related-{collection}")["_id"], *frame["_id"]})
+    result = load_collection(db, collection, frame, dry_run=dry_run, batch_size=batch_size, ids=ids)
     run.write_frame(f"stale-{collection}", pd.DataFrame({"_id": pd.Series(result.stale_ids, dtype=object)}))
     log.info(
         "load %s: %d inserted, %d replaced, %d unchanged, %d stale",
@@ -182,17 +228,29 @@ def prune_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> dict:
     return run.write_result("prune", deleted)
 
 
+def keys_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> int:
+    """The run's last write: record its leads' identity keys, then call the key store complete,
+    so the next refresh can work on its scope alone."""
+    written = save_lead_keys(db, run.read_frame("lead_keys"), read_scope(run), dry_run=dry_run)
+    if not dry_run:
+        set_key_store_complete(db, True)
+    return written
+
+
 def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
     """Only the two frames it needs: leads (new ids by source id) and outcomes (rejects)."""
     fingerprints = fingerprints_by_source(run.read_frame("fingerprints"))
-    result = mark_migrated(db, run.read_frame("leads"), fingerprints, dry_run=dry_run, batch_size=batch_size)
+    found = read_scope(run)
+    leads = run.read_frame("leads")
+    result = mark_migrated(db, leads, fingerprints, dry_run=dry_run, batch_size=batch_size, scope=found)
     rejects = rejects_of(run.read_frame("outcomes"))
-    result = write_rejects(db, rejects, result, fingerprints, dry_run=dry_run)
+    result = write_rejects(db, rejects, result, fingerprints, dry_run=dry_run, scope=found)
     return run.write_result("mark", result.as_dict())
 
 
 def verify_step(db: Database, run: RunFolder) -> VerifyReport:
-    report = verify(db, read_normalized(run))
+    found = read_scope(run)
+    report = verify(db, read_normalized(run)) if found is None else verify_scope(db, read_normalized(run), found)
     log.info("%s", report.render())
     run.write_result("verify", {"ok": report.ok, "text": report.render()})
     return report
@@ -271,12 +329,14 @@ def migrate(
     backup_dir: Path | None = None,
     skip_validation: bool = False,
     run: RunFolder | None = None,
+    changes: Changes | None = None,
 ) -> tuple[RunFolder, VerifyReport | None]:
-    """The whole migration in this process: the same steps the DAG runs as tasks."""
+    """The whole migration in this process: the same steps the DAG runs as tasks. Given a
+    refresh's `changes`, it works on their scope alone when it can (see `extract_step`)."""
     run = (run or RunFolder.new()).create()
     if not dry_run:
         backup_step(db, run, backup_dir)
-    extract_step(db, run, batch_size)
+    extract_step(db, run, batch_size, changes=changes)
     normalize_step(run, db)
     if not skip_validation:
         validate_step(run, dry_run=dry_run)
@@ -284,6 +344,7 @@ def migrate(
         load_step(db, run, name, dry_run=dry_run, batch_size=batch_size)
     mark_step(db, run, dry_run=dry_run, batch_size=batch_size)
     prune_step(db, run, dry_run=dry_run)
+    keys_step(db, run, dry_run=dry_run)
     return run, (None if dry_run else verify_step(db, run))
 
 
@@ -294,5 +355,5 @@ def refresh(db: Database, **options) -> tuple[Changes, RunFolder | None, VerifyR
     log.info("%s", changes.render())
     if not changes.any:
         return changes, None, None
-    run, report = migrate(db, **options)
+    run, report = migrate(db, changes=changes, **options)
     return changes, run, report

@@ -5,7 +5,8 @@ before anything changes: a missing, altered or truncated file refuses the rollba
 one line naming the file. Then every collection the backup holds is restored byte for
 byte with its indexes (`leads` always; the normalized collections and `migration_rejects`
 too when the backup was taken before a refresh, so the previous run's state comes back),
-and the collections the migrations wrote that the backup does not hold are dropped.
+and the collections the migrations wrote that the backup does not hold are dropped
+(`migration_lead_keys` among them: the next refresh resolves everything and rebuilds it).
 Normalized leads live in `leads`, so restoring it whole removes those written since.
 A rollback can be rerun: it starts from the backup again.
 """

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.contract import MIGRATED, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.load import scope
 from leadnorm.steps.prune import kept_stale
+from leadnorm.steps.scope import Scope, find_exactly, stored_for
 from leadnorm.transform.resolve import Normalized
 
 
@@ -34,6 +36,7 @@ class CollectionCheck:
 
 @dataclass
 class VerifyReport:
+    scope: str = ""  # empty: the whole database; else what a scoped refresh checked
     nested: int = 0
     migrated: int = 0
     rejected: int = 0
@@ -67,7 +70,7 @@ class VerifyReport:
 
     def render(self) -> str:
         lines = [
-            f"verify: {'OK' if self.ok else 'FAILED'}",
+            f"verify{f' ({self.scope})' if self.scope else ''}: {'OK' if self.ok else 'FAILED'}",
             f"  nested leads {self.nested} = migrated {self.migrated} + rejected {self.rejected}",
         ]
         lines += [
@@ -76,6 +79,15 @@ class VerifyReport:
         ]
         lines += [f"  problem: {p}" for p in self.problems()]
         return "\n".join(lines)
+
+
+def _reconcile(report: VerifyReport, nested: dict[bytes, bool], rejected: set[bytes]) -> None:
+    """`nested`: legacy_key -> marked; `rejected`: the legacy_keys in `migration_rejects`."""
+    rejected = rejected & nested.keys()
+    migrated = {k for k, marked in nested.items() if marked}
+    report.nested, report.migrated, report.rejected = len(nested), len(migrated), len(rejected)
+    report.marked_and_rejected = len(migrated & rejected)
+    report.unaccounted = len(nested.keys() - migrated - rejected)
 
 
 def _ids(db: Database, collection: str) -> set:
@@ -88,11 +100,7 @@ def verify(db: Database, expected: Normalized) -> VerifyReport:
         legacy_key(doc["_id"]): doc.get(MIGRATED) is True
         for doc in db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1})
     }
-    rejected = {legacy_key(doc["_id"]) for doc in db[REJECTS_COLLECTION].find({}, {"_id": 1})} & nested.keys()
-    migrated = {k for k, marked in nested.items() if marked}
-    report.nested, report.migrated, report.rejected = len(nested), len(migrated), len(rejected)
-    report.marked_and_rejected = len(migrated & rejected)
-    report.unaccounted = len(nested.keys() - migrated - rejected)
+    _reconcile(report, nested, {legacy_key(doc["_id"]) for doc in db[REJECTS_COLLECTION].find({}, {"_id": 1})})
 
     stored = {name: _ids(db, name) for name in COLLECTIONS}
     wanted = {name: set(frame["_id"]) for name, frame in expected.frames.items()}
@@ -110,4 +118,42 @@ def verify(db: Database, expected: Normalized) -> VerifyReport:
                 ref = doc.get(column)
                 if ref is not None and ref not in stored[target]:
                     report.dangling[f"{name}.{column}"] = report.dangling.get(f"{name}.{column}", 0) + 1
+    return report
+
+
+def _existing(db: Database, collection: str, ids: set) -> set:
+    ordered = list(ids)
+    return {
+        doc["_id"]
+        for start in range(0, len(ordered), 1000)
+        for doc in db[collection].find({"_id": {"$in": ordered[start : start + 1000]}}, {"_id": 1})
+    }
+
+
+def verify_scope(db: Database, expected: Normalized, scope: Scope) -> VerifyReport:
+    """The same checks over a refresh's scope only: its source leads, the documents they hold
+    now, and where those documents' references lead. What lies outside the scope was verified
+    when it was written and nothing has touched it since."""
+    report = VerifyReport(scope=f"refresh scope: {len(scope.leads)} source leads, {len(scope.gone)} gone")
+    projection = {MIGRATED: 1}
+    nested = {
+        legacy_key(doc["_id"]): doc.get(MIGRATED) is True
+        for doc in find_exactly(db[SOURCE_COLLECTION], "_id", scope.leads, projection, **NESTED_LEAD)
+    }
+    rejected = {legacy_key(doc["_id"]) for doc in find_exactly(db[REJECTS_COLLECTION], "_id", scope.all, {"_id": 1})}
+    _reconcile(report, nested, rejected)
+    report.unaccounted += len(rejected - nested.keys())  # a reject whose source went
+
+    held = stored_for(db, scope).related
+    wanted = {name: set(frame["_id"]) for name, frame in expected.frames.items()}
+    present = {name: _existing(db, name, ids) for name, ids in wanted.items()}
+    kept = kept_stale(db, {name: set(held[name]) - wanted[name] for name in wanted})
+    for name, ids in wanted.items():
+        actual = set(held[name]) | present[name]
+        report.collections[name] = CollectionCheck(len(ids), len(actual), len(ids - present[name]), len(kept[name]))
+    for name, collection in COLLECTIONS.items():
+        for column, target in collection.references.items():
+            frame = expected.frames[name]
+            targets = {ref for ref in frame[column] if pd.notna(ref)} if column in frame else set()
+            report.dangling[f"{name}.{column}"] = len(targets - _existing(db, target, targets))
     return report

@@ -19,6 +19,11 @@ def normalize(source: pd.DataFrame) -> Normalized:
     return resolve(split_batch(source))
 
 
+def split_batches(sources: Iterable[pd.DataFrame]) -> Mentions:
+    """Every batch split, the mentions concatenated (none at all included)."""
+    return Mentions.concat([split_documents([]), *(split_batch(source) for source in sources)])
+
+
 def normalize_batches(sources: Iterable[pd.DataFrame]) -> Normalized:
-    """The same over many batches: identical result, whatever the batching (none at all included)."""
-    return resolve(Mentions.concat([split_documents([]), *(split_batch(source) for source in sources)]))
+    """The same over many batches: identical result, whatever the batching."""
+    return resolve(split_batches(sources))

@@ -23,12 +23,13 @@ ENTITIES = {"company": ("companies", "company_id"), "persona": ("personas", "per
 
 
 def surviving_ids(
-    new_refs: pd.Series, old_refs: pd.Series, lead_counts: Counter, kind: str
+    new_refs: pd.Series, old_refs: pd.Series, lead_counts: Counter, kind: str, occupied: frozenset = frozenset()
 ) -> dict[ObjectId, ObjectId]:
     """Derived entity id -> the id to store, from each lead's new (derived) and old (stored) reference.
 
     `new_refs` and `old_refs` are indexed by lead id; `lead_counts` counts the leads that
-    reference each stored id today (all leads, those outside this run included).
+    reference each stored id today (all leads, those outside this run included); `occupied`
+    ids belong to entities outside this run and are never given out.
     """
     claims: dict[ObjectId, Counter] = defaultdict(Counter)  # derived id -> old id -> its leads in this entity
     for lead, new in new_refs.dropna().items():
@@ -41,7 +42,7 @@ def surviving_ids(
 
     wanted = {new: sorted(olds, key=preference) for new, olds in claims.items()}
     survivors: dict[ObjectId, ObjectId] = {}
-    taken: set[ObjectId] = set()
+    taken: set[ObjectId] = set(occupied)
     # Entities holding more of an id's leads choose first: a split leaves the id where most of its leads stay.
     order = sorted(wanted, key=lambda new: (-max(claims[new].values()), str(new)))
     for new in order:
@@ -60,20 +61,29 @@ def surviving_ids(
     return survivors
 
 
-def keep_ids(normalized: Normalized, stored_refs: pd.DataFrame, lead_counts: dict[str, Counter]) -> Normalized:
+def keep_ids(
+    normalized: Normalized,
+    stored_refs: pd.DataFrame,
+    lead_counts: dict[str, Counter],
+    occupied: dict[str, frozenset] | None = None,
+) -> Normalized:
     """`normalized` with company and persona ids mapped onto the stored ones.
 
     `stored_refs` has one row per normalized lead already stored (`_id`, `company_id`,
     `persona_id`); `lead_counts` maps `company_id`/`persona_id` to a Counter of leads per
-    stored id. With nothing stored, the result is `normalized` itself.
+    stored id; `occupied` maps them to ids held outside this run (a scoped refresh). With
+    nothing stored, the result is `normalized` itself.
     """
-    if stored_refs.empty:
+    occupied = occupied or {}
+    if stored_refs.empty and not any(occupied.values()):
         return normalized
     frames = dict(normalized.frames)
     leads = frames["leads"].set_index("_id")
     stored = stored_refs.set_index("_id")
     for kind, (collection, column) in ENTITIES.items():
-        mapping = surviving_ids(leads[column], stored[column], lead_counts.get(column, Counter()), kind)
+        mapping = surviving_ids(
+            leads[column], stored[column], lead_counts.get(column, Counter()), kind, occupied.get(column, frozenset())
+        )
         if all(new == old for new, old in mapping.items()):
             continue
 

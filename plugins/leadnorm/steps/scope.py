@@ -1,0 +1,226 @@
+"""A refresh's scope: the source leads whose normalized documents can change, and their documents.
+
+A new, changed or gone lead can move its company or persona, merge two or split one, but
+only among leads tied to it by identity keys (`leadnorm.transform.keys`). The scope is the
+closure of the changed leads over those keys, before and after the change, kept in
+`migration_lead_keys` (`{_id: legacy_key, keys: [...]}`). Resolving the
+scope alone gives its documents what resolving the whole source would; nothing outside it
+can change. So a refresh reads and writes in proportion to what changed.
+
+The key store is trusted only when the run that last wrote normalized documents finished
+and recorded it complete; otherwise (the first run, a run that died, a rollback since) the
+refresh resolves the whole source and rebuilds it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import bson
+import pandas as pd
+from bson import Binary
+from pymongo import DeleteOne, ReplaceOne
+from pymongo.database import Database
+
+from leadnorm.contract import KEYS_COLLECTION, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
+from leadnorm.mongo import CODEC_OPTIONS
+from leadnorm.steps.changes import Changes
+from leadnorm.steps.extract import WITHOUT_MARKERS, source_frame
+from leadnorm.transform.keys import lead_keys
+from leadnorm.transform.split import split_batch
+
+STATE_ID = "state"  # the key store's own document: {_id: "state", complete: bool}
+CHUNK = 1000
+
+
+def _chunks(items: Iterable) -> Iterator[list]:
+    items = list(items)
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def source_id(key: bytes):
+    """The source `_id` a `legacy_key` encodes."""
+    return bson.decode(key, CODEC_OPTIONS)["_id"]
+
+
+def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict | None = None, **extra) -> Iterator:
+    """Documents whose `field` holds one of the source ids `keys`, type-exact: `$in` matches 42
+    and 42.0 alike, `legacy_key` does not."""
+    for part in _chunks(keys):
+        wanted = set(part)
+        query = {field: {"$in": [source_id(key) for key in part], "$exists": True}, **extra}  # null: not missing
+        for doc in collection.find(query, projection):
+            if field in doc and legacy_key(doc[field]) in wanted:
+                yield doc
+
+
+@dataclass
+class Scope:
+    """Source leads by `legacy_key`: those to re-resolve, and those whose source went."""
+
+    leads: frozenset[bytes]
+    gone: frozenset[bytes]
+
+    @property
+    def all(self) -> frozenset[bytes]:
+        return self.leads | self.gone
+
+    def to_frame(self) -> pd.DataFrame:
+        keys = sorted(self.leads) + sorted(self.gone)
+        return pd.DataFrame(
+            {"key": pd.Series(keys, dtype=object), "gone": pd.Series([k in self.gone for k in keys], dtype=bool)}
+        )
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> Scope:
+        keys = [bytes(key) for key in frame["key"]]
+        gone = set(key for key, went in zip(keys, frame["gone"]) if went)
+        return cls(frozenset(set(keys) - gone), frozenset(gone))
+
+
+# --- the key store ------------------------------------------------------------------------
+
+
+def key_store_complete(db: Database) -> bool:
+    state = db[KEYS_COLLECTION].find_one({"_id": STATE_ID})
+    return bool(state and state.get("complete"))
+
+
+def set_key_store_complete(db: Database, complete: bool) -> None:
+    """Incomplete from a run's first write until its last: a run that dies leaves it incomplete."""
+    db[KEYS_COLLECTION].update_one({"_id": STATE_ID}, {"$set": {"complete": complete}}, upsert=True)
+
+
+def save_lead_keys(db: Database, keys: pd.DataFrame, scope: Scope | None, *, dry_run: bool = False) -> int:
+    """Make the store hold `keys` for the leads of `scope` (all leads when None); returns the writes."""
+    store = db[KEYS_COLLECTION]
+    wanted = {legacy_key(source): list(found) for source, found in zip(keys["_id"], keys["keys"])}
+    if scope is None:
+        stored = store.find({"_id": {"$ne": STATE_ID}})
+    else:
+        stored = (doc for part in _chunks(scope.all) for doc in store.find({"_id": {"$in": [Binary(k) for k in part]}}))
+    writes = []
+    for doc in stored:
+        key = bytes(doc["_id"])
+        want = wanted.pop(key, None)
+        if want is None:
+            writes.append(DeleteOne({"_id": doc["_id"]}))
+        elif doc.get("keys") != want:
+            writes.append(ReplaceOne({"_id": doc["_id"]}, {"keys": want}))
+    writes += [ReplaceOne({"_id": Binary(key)}, {"keys": want}, upsert=True) for key, want in wanted.items()]
+    if not dry_run:
+        for part in _chunks(writes):
+            store.bulk_write(part, ordered=False)
+    return len(writes)
+
+
+def forget_lead_keys(db: Database, source_ids: Iterable) -> None:
+    """Cleanup deleted these source leads: they no longer take part in any resolve."""
+    for part in _chunks(source_ids):
+        db[KEYS_COLLECTION].delete_many({"_id": {"$in": [Binary(legacy_key(i)) for i in part]}})
+
+
+# --- the closure --------------------------------------------------------------------------
+
+
+def current_keys(db: Database, leads: Iterable[bytes]) -> set[str]:
+    """The identity keys the given source leads have now."""
+    found: set[str] = set()
+    for part in _chunks(leads):
+        documents = list(find_exactly(db[SOURCE_COLLECTION], "_id", part, WITHOUT_MARKERS, **NESTED_LEAD))
+        if documents:
+            for keys in lead_keys(split_batch(source_frame(documents)))["keys"]:
+                found.update(keys)
+    return found
+
+
+def find_scope(db: Database, changes: Changes) -> Scope:
+    """The changed leads and every lead tied to them by a key, then or now, transitively.
+
+    The key store is read whole (one cursor over small documents, as cheap as reading the
+    fingerprints) and the closure taken in memory: a walk of `$in` queries over the keys index
+    would touch fewer documents, but costs more round trips than that scan at any size here."""
+    members_by_key: dict[str, list[bytes]] = {}
+    keys_of: dict[bytes, list[str]] = {}
+    for doc in db[KEYS_COLLECTION].find({"_id": {"$ne": STATE_ID}}, {"keys": 1}, batch_size=5000):
+        member = bytes(doc["_id"])
+        keys_of[member] = doc.get("keys", [])
+        for key in keys_of[member]:
+            members_by_key.setdefault(key, []).append(member)
+    seeds = changes.new | changes.changed | changes.gone
+    members = set(seeds)
+    frontier = current_keys(db, changes.new | changes.changed)
+    for seed in seeds:
+        frontier.update(keys_of.get(seed, ()))
+    seen = set(frontier)
+    while frontier:
+        reached: set[str] = set()
+        for key in frontier:
+            for member in members_by_key.get(key, ()):
+                if member not in members:
+                    members.add(member)
+                    reached.update(keys_of[member])
+        frontier = reached - seen
+        seen |= frontier
+    return Scope(frozenset(members - changes.gone), frozenset(changes.gone))
+
+
+# --- what the scope's leads hold now ---------------------------------------------------------
+
+
+@dataclass
+class Stored:
+    """The stored documents of a scope, before the run writes: what it may replace or make stale."""
+
+    related: dict[str, list]  # collection -> ids
+    refs: pd.DataFrame  # the scope's normalized leads: _id, company_id, persona_id
+    lead_counts: dict[str, Counter]  # company_id / persona_id -> leads (all of them) per stored id
+
+
+def _ids_by(db: Database, collection: str, field: str, values: Iterable) -> list:
+    return [doc["_id"] for part in _chunks(values) for doc in db[collection].find({field: {"$in": part}}, {"_id": 1})]
+
+
+def stored_for(db: Database, scope: Scope) -> Stored:
+    rows = [
+        {"_id": lead["_id"], "company_id": lead.get("company_id"), "persona_id": lead.get("persona_id")}
+        for lead in find_exactly(
+            db[SOURCE_COLLECTION], "legacy_lead_id", scope.all, {"company_id": 1, "persona_id": 1, "legacy_lead_id": 1}
+        )
+    ]
+    refs = pd.DataFrame(rows, columns=["_id", "company_id", "persona_id"], dtype=object)
+    leads = list(refs["_id"])
+    related = {"leads": leads}
+    counts = {}
+    for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
+        ids = sorted({i for i in refs[column] if i is not None}, key=str)
+        related[collection] = ids
+        counts[column] = Counter(
+            doc[column]
+            for part in _chunks(ids)
+            for doc in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {column: 1})
+        )
+    related["technographics"] = _ids_by(db, "technographics", "company_id", related["companies"])
+    for collection in ("research_runs", "detected_signals", "icp_scores"):
+        related[collection] = _ids_by(db, collection, "lead_id", leads)
+    related["citations"] = _ids_by(db, "citations", "research_run_id", related["research_runs"])
+    related["icp_factor_breakdowns"] = _ids_by(db, "icp_factor_breakdowns", "icp_score_id", related["icp_scores"])
+    return Stored(related, refs, counts)
+
+
+def occupied_outside(db: Database, scope: Scope, column: str, candidates: Iterable) -> set:
+    """Of the `candidates` ids, those a migrated source lead outside the scope references: another
+    entity's. (One referenced only by cleaned-up leads is free: a full resolve would reuse it too.)"""
+    holders: dict[bytes, set] = {}
+    for part in _chunks(candidates):
+        for lead in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {column: 1, "legacy_lead_id": 1}):
+            if "legacy_lead_id" in lead and legacy_key(lead["legacy_lead_id"]) not in scope.all:
+                holders.setdefault(legacy_key(lead["legacy_lead_id"]), set()).add(lead[column])
+    taken = set()
+    for part in _chunks(holders):
+        for doc in db[KEYS_COLLECTION].find({"_id": {"$in": [Binary(k) for k in part]}}, {"_id": 1}):
+            taken |= holders[bytes(doc["_id"])]
+    return taken
