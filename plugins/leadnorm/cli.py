@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -159,6 +160,20 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench -------------------------------------------------------------------
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from leadnorm.bench import bench, render, write_report
+
+    uri = args.uri or args.uri_file or os.environ.get("MONGO_URI")  # else a fresh embedded server
+    figures = bench(uri, args.leads, args.runs, args.seed, args.naive_leads, args.refresh_percent)
+    command = "python -m leadnorm " + " ".join(a for a in sys.argv[1:] if not a.startswith("mongodb"))
+    path = write_report(figures, command)
+    print(json.dumps(figures) if args.json else f"{render(figures)}\n\nreport: {path}")
+    return 0
+
+
 # --- migrate / verify ------------------------------------------------------
 
 
@@ -182,6 +197,8 @@ def _migrate(args: argparse.Namespace) -> int:
             print(changes.render())
             if not changes.any:
                 print("refresh: nothing changed, nothing written")
+                if args.timings_json:
+                    Path(args.timings_json).write_text("{}")
                 return 0
         run = RunFolder.new(command=args.command)
         try:
@@ -199,6 +216,8 @@ def _migrate(args: argparse.Namespace) -> int:
             exc.add_note(_kept(run))
             raise
         print(summary(run, dry_run=args.dry_run))
+        if args.timings_json:
+            Path(args.timings_json).write_text(json.dumps(run.read_result("timings") or {}))
         if report is not None and not report.ok:
             _error("verification failed: " + "; ".join(report.problems()), _kept(run))
             return 1
@@ -384,7 +403,24 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--skip-validation", action="store_true", help="load without the gate (not recommended)")
     for command in (migrate, refresh):
         command.add_argument("--keep", type=_positive_int, default=10, help="backups kept per database (10)")
+        command.add_argument("--timings-json", help="write the seconds each step took to this file (for bench)")
     refresh.set_defaults(run=_migrate)
+
+    bench = commands.add_parser(
+        "bench", help="this migration beside the naive per-lead one and the I/O floor, on fresh databases"
+    )
+    source = bench.add_mutually_exclusive_group()
+    source.add_argument("--uri", help="MongoDB URI (default: $MONGO_URI, else a fresh embedded server)")
+    source.add_argument("--uri-file", type=_uri_file, metavar="PATH", help="read the MongoDB URI from this file")
+    bench.add_argument("--leads", type=_positive_int, default=20000, help="nested leads to seed (20000)")
+    bench.add_argument("--runs", type=_positive_int, default=1, help="runs; figures are their medians (1)")
+    bench.add_argument("--seed", type=int, default=5, help="random seed of the generated leads (5)")
+    bench.add_argument("--naive-leads", type=_positive_int, default=1000, help="leads the naive run migrates (1000)")
+    bench.add_argument(
+        "--refresh-percent", type=float, default=0.0, metavar="P", help="also time a refresh after P%% changed"
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    bench.set_defaults(run=_bench)
 
     rollback = commands.add_parser(
         "rollback", help="restore the source from a backup and remove everything the migrations wrote"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator
 
 from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import MongoClient
@@ -165,3 +166,16 @@ def split_bson(data: bytes) -> list[bytes]:
         documents.append(data[offset : offset + size])
         offset += size
     return documents
+
+
+# `$in` lists stay short: a server walks the list for each candidate document (SecantusDB's cost
+# grows with the list: 100 ids at a time fetch 2,000 documents 6x faster than 1,000 at a time),
+# and a real MongoDB loses nothing by it.
+IN_LIST = 100
+
+
+def in_chunks(items: Iterable) -> Iterator[list]:
+    """`items` in lists of at most IN_LIST, for `$in` queries."""
+    items = list(items)
+    for start in range(0, len(items), IN_LIST):
+        yield items[start : start + IN_LIST]

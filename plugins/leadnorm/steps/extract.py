@@ -15,7 +15,7 @@ import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.contract import MARKERS, NESTED_LEAD, SOURCE_COLLECTION
-from leadnorm.mongo import CODEC_OPTIONS, split_bson
+from leadnorm.mongo import CODEC_OPTIONS, in_chunks, split_bson
 
 
 def count_nested_leads(db: Database) -> int:
@@ -63,16 +63,18 @@ def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Ite
 
     from leadnorm.contract import legacy_key
 
-    for start in range(0, len(keys), batch_size):
-        wanted = set(keys[start : start + batch_size])
-        ids = [bson.decode(key, CODEC_OPTIONS)["_id"] for key in wanted]
-        cursor = db[SOURCE_COLLECTION].find_raw_batches(
-            {**NESTED_LEAD, "_id": {"$in": ids}}, WITHOUT_MARKERS, sort=[("_id", 1)], batch_size=batch_size
-        )
+    pending: list[bytes] = []
+    for part in in_chunks(keys):
+        wanted = set(part)
+        ids = [bson.decode(key, CODEC_OPTIONS)["_id"] for key in part]
+        cursor = db[SOURCE_COLLECTION].find_raw_batches({**NESTED_LEAD, "_id": {"$in": ids}}, WITHOUT_MARKERS)
         found = [raw for chunk in cursor for raw in split_bson(chunk)]
-        exact = [raw for raw in found if legacy_key(RawBSONDocument(raw)["_id"]) in wanted]  # $in: 42 == 42.0
-        if exact:
-            yield b"".join(exact)
+        pending += [raw for raw in found if legacy_key(RawBSONDocument(raw)["_id"]) in wanted]  # $in: 42 == 42.0
+        if len(pending) >= batch_size:
+            yield b"".join(pending)
+            pending = []
+    if pending:
+        yield b"".join(pending)
 
 
 def decode_batch(data: bytes) -> list[dict]:

@@ -29,7 +29,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from leadnorm.errors import LoadError
-from leadnorm.mongo import CODEC_OPTIONS
+from leadnorm.mongo import CODEC_OPTIONS, IN_LIST, in_chunks
 from leadnorm.steps.progress import Progress
 
 log = logging.getLogger("leadnorm")
@@ -93,10 +93,11 @@ def _stored(db: Database, name: str, ids: list | None) -> Iterator[RawBSONDocume
     if ids is None:
         yield from collection.find(scope(name), sort=[("_id", 1)], batch_size=2000)
         return
-    ordered = sorted(ids, key=str)
-    for start in range(0, len(ordered), 1000):
-        part = ordered[start : start + 1000]
-        yield from collection.find({**scope(name), "_id": {"$in": part}}, sort=[("_id", 1)])
+    owned = scope(name)  # not in the query: `$exists` beside `$in` makes a server scan the collection
+    for part in in_chunks(sorted(ids, key=str)):
+        for document in collection.find({"_id": {"$in": part}}, sort=[("_id", 1)]):
+            if all(field in document for field in owned):
+                yield document
 
 
 def load_collection(
@@ -168,7 +169,7 @@ def _key_bytes(values: tuple) -> bytes:
     return bson.encode({"k": list(values)}, codec_options=CODEC_OPTIONS)
 
 
-def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool, chunk: int = 1000) -> int:
+def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool, chunk: int = IN_LIST) -> int:
     """Free every unique key the frame gives to an id other than the one storing it now."""
     unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name)
     if frame.empty or not (unset or delete) or db[name].estimated_document_count() == 0:
@@ -186,7 +187,7 @@ def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run
             part = [values for values, _ in keys[start : start + chunk]]
             # By the key's first field (an index leads with it); a compound key is matched whole below.
             query = {fields[0]: {"$in": list({_key_bytes(values[:1]): values[0] for values in part}.values())}}
-            for doc in db[name].find({**query, **scope(name)}, {f: 1 for f in fields}):
+            for doc in db[name].find(query, {f: 1 for f in fields}):  # a key field: owned documents only
                 if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
                     clashing.add(doc["_id"])
         if clashing and not dry_run:

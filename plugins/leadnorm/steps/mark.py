@@ -24,6 +24,7 @@ from leadnorm.contract import (
     SOURCE_COLLECTION,
     legacy_key,
 )
+from leadnorm.mongo import in_chunks
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.scope import Scope, find_exactly
 
@@ -126,7 +127,7 @@ def write_rejects(
 def _unmark(db: Database, ids: list, *, dry_run: bool, batch_size: int = 1000) -> int:
     """Remove `_migrated` and `_migrated_lead_id` from the source leads `ids` that carry them."""
     unmarked = 0
-    for chunk in _chunks(ids, batch_size):
+    for chunk in in_chunks(ids):
         marked = {"_id": {"$in": chunk}, "$or": [{MIGRATED: {"$exists": True}}, {MIGRATED_LEAD_ID: {"$exists": True}}]}
         if dry_run:
             unmarked += db[SOURCE_COLLECTION].count_documents(marked)

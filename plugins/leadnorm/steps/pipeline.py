@@ -9,7 +9,9 @@ rewrites its own output, and the database steps write only what differs.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -297,6 +299,9 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
         lines.append(f"quality gate: {'passed' if gate['passed'] else 'FAILED'}, {len(gate['warnings'])} warning(s)")
         lines += [f"  {level:<9}{_finding(f)}" for level, f in failed]
         lines.append(f"data docs: {gate['docs_index']}")
+    timings = run.read_result("timings")
+    if timings:
+        lines.append("seconds per step: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
     backed_up = run.read_result("backup")
     if backed_up:
         lines.append(f"backup: {backed_up['folder']}")
@@ -334,18 +339,40 @@ def migrate(
     """The whole migration in this process: the same steps the DAG runs as tasks. Given a
     refresh's `changes`, it works on their scope alone when it can (see `extract_step`)."""
     run = (run or RunFolder.new()).create()
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+            run.write_result("timings", timings)
+
     if not dry_run:
-        backup_step(db, run, backup_dir)
-    extract_step(db, run, batch_size, changes=changes)
-    normalize_step(run, db)
+        with step("backup"):
+            backup_step(db, run, backup_dir)
+    with step("extract"):
+        extract_step(db, run, batch_size, changes=changes)
+    with step("normalize"):
+        normalize_step(run, db)
     if not skip_validation:
-        validate_step(run, dry_run=dry_run)
-    for name in COLLECTIONS:
-        load_step(db, run, name, dry_run=dry_run, batch_size=batch_size)
-    mark_step(db, run, dry_run=dry_run, batch_size=batch_size)
-    prune_step(db, run, dry_run=dry_run)
-    keys_step(db, run, dry_run=dry_run)
-    return run, (None if dry_run else verify_step(db, run))
+        with step("validate"):
+            validate_step(run, dry_run=dry_run)
+    with step("load"):
+        for name in COLLECTIONS:
+            load_step(db, run, name, dry_run=dry_run, batch_size=batch_size)
+    with step("mark"):
+        mark_step(db, run, dry_run=dry_run, batch_size=batch_size)
+    with step("prune"):
+        prune_step(db, run, dry_run=dry_run)
+        keys_step(db, run, dry_run=dry_run)
+    if dry_run:
+        return run, None
+    with step("verify"):
+        report = verify_step(db, run)
+    return run, report
 
 
 def refresh(db: Database, **options) -> tuple[Changes, RunFolder | None, VerifyReport | None]:

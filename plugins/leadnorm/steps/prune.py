@@ -10,11 +10,12 @@ remaining lead (an uploaded one, say) still references it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from pymongo.database import Database
 
 from leadnorm.contract import CLEANED_COLLECTION
+from leadnorm.mongo import in_chunks
 from leadnorm.schema import COLLECTIONS
 
 # Children first: a document is deleted before what it references.
@@ -29,13 +30,6 @@ PRUNE_ORDER = (
     "companies",
     "personas",
 )
-CHUNK = 1000
-
-
-def _chunks(ids: Iterable) -> Iterator[list]:
-    ids = list(ids)
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start : start + CHUNK]
 
 
 def _ids_where(db: Database, collection: str, ids: Iterable, field: str, values: set) -> set:
@@ -43,7 +37,7 @@ def _ids_where(db: Database, collection: str, ids: Iterable, field: str, values:
     if not values:
         return set()
     found = set()
-    for part in _chunks(ids):
+    for part in in_chunks(ids):
         query = {"_id": {"$in": part}, field: {"$in": list(values)}}
         found.update(doc["_id"] for doc in db[collection].find(query, {"_id": 1}))
     return found
@@ -63,7 +57,7 @@ def kept_stale(db: Database, stale: dict[str, set]) -> dict[str, set]:
     going = stale["leads"] - kept["leads"]
     for name, column in (("companies", "company_id"), ("personas", "persona_id")):
         referenced = set()
-        for part in _chunks(stale[name]):
+        for part in in_chunks(stale[name]):
             for lead in db["leads"].find({column: {"$in": part}}, {"_id": 1, column: 1}):
                 if lead["_id"] not in going:
                     referenced.add(lead[column])
@@ -80,6 +74,6 @@ def prune(db: Database, stale: dict[str, set], *, dry_run: bool = False) -> dict
         doomed = set(stale.get(name, ())) - kept[name]
         deleted[name] = len(doomed)
         if doomed and not dry_run:
-            for part in _chunks(doomed):
+            for part in in_chunks(doomed):
                 db[name].delete_many({"_id": {"$in": part}})
     return deleted

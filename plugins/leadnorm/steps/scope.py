@@ -25,20 +25,13 @@ from pymongo import DeleteOne, ReplaceOne
 from pymongo.database import Database
 
 from leadnorm.contract import KEYS_COLLECTION, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import CODEC_OPTIONS
+from leadnorm.mongo import CODEC_OPTIONS, in_chunks
 from leadnorm.steps.changes import Changes
 from leadnorm.steps.extract import WITHOUT_MARKERS, source_frame
 from leadnorm.transform.keys import lead_keys
 from leadnorm.transform.split import split_batch
 
 STATE_ID = "state"  # the key store's own document: {_id: "state", complete: bool}
-CHUNK = 1000
-
-
-def _chunks(items: Iterable) -> Iterator[list]:
-    items = list(items)
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
 
 
 def source_id(key: bytes):
@@ -49,11 +42,14 @@ def source_id(key: bytes):
 def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict | None = None, **extra) -> Iterator:
     """Documents whose `field` holds one of the source ids `keys`, type-exact: `$in` matches 42
     and 42.0 alike, `legacy_key` does not."""
-    for part in _chunks(keys):
-        wanted = set(part)
-        query = {field: {"$in": [source_id(key) for key in part], "$exists": True}, **extra}  # null: not missing
-        for doc in collection.find(query, projection):
-            if field in doc and legacy_key(doc[field]) in wanted:
+    keys = set(keys)
+    null = legacy_key(None)
+    queries = [{field: {"$in": [source_id(key) for key in part]}} for part in in_chunks(keys - {null})]
+    if null in keys:
+        queries.append({field: {"$type": "null"}})  # `$in: [null]` would match every document without it
+    for query in queries:
+        for doc in collection.find({**query, **extra}, projection):
+            if field in doc and legacy_key(doc[field]) in keys:
                 yield doc
 
 
@@ -101,7 +97,9 @@ def save_lead_keys(db: Database, keys: pd.DataFrame, scope: Scope | None, *, dry
     if scope is None:
         stored = store.find({"_id": {"$ne": STATE_ID}})
     else:
-        stored = (doc for part in _chunks(scope.all) for doc in store.find({"_id": {"$in": [Binary(k) for k in part]}}))
+        stored = (
+            doc for part in in_chunks(scope.all) for doc in store.find({"_id": {"$in": [Binary(k) for k in part]}})
+        )
     writes = []
     for doc in stored:
         key = bytes(doc["_id"])
@@ -112,14 +110,14 @@ def save_lead_keys(db: Database, keys: pd.DataFrame, scope: Scope | None, *, dry
             writes.append(ReplaceOne({"_id": doc["_id"]}, {"keys": want}))
     writes += [ReplaceOne({"_id": Binary(key)}, {"keys": want}, upsert=True) for key, want in wanted.items()]
     if not dry_run:
-        for part in _chunks(writes):
-            store.bulk_write(part, ordered=False)
+        for start in range(0, len(writes), 1000):
+            store.bulk_write(writes[start : start + 1000], ordered=False)
     return len(writes)
 
 
 def forget_lead_keys(db: Database, source_ids: Iterable) -> None:
     """Cleanup deleted these source leads: they no longer take part in any resolve."""
-    for part in _chunks(source_ids):
+    for part in in_chunks(source_ids):
         db[KEYS_COLLECTION].delete_many({"_id": {"$in": [Binary(legacy_key(i)) for i in part]}})
 
 
@@ -129,7 +127,7 @@ def forget_lead_keys(db: Database, source_ids: Iterable) -> None:
 def current_keys(db: Database, leads: Iterable[bytes]) -> set[str]:
     """The identity keys the given source leads have now."""
     found: set[str] = set()
-    for part in _chunks(leads):
+    for part in in_chunks(leads):
         documents = list(find_exactly(db[SOURCE_COLLECTION], "_id", part, WITHOUT_MARKERS, **NESTED_LEAD))
         if documents:
             for keys in lead_keys(split_batch(source_frame(documents)))["keys"]:
@@ -181,7 +179,7 @@ class Stored:
 
 
 def _ids_by(db: Database, collection: str, field: str, values: Iterable) -> list:
-    return [doc["_id"] for part in _chunks(values) for doc in db[collection].find({field: {"$in": part}}, {"_id": 1})]
+    return [doc["_id"] for part in in_chunks(values) for doc in db[collection].find({field: {"$in": part}}, {"_id": 1})]
 
 
 def stored_for(db: Database, scope: Scope) -> Stored:
@@ -200,7 +198,7 @@ def stored_for(db: Database, scope: Scope) -> Stored:
         related[collection] = ids
         counts[column] = Counter(
             doc[column]
-            for part in _chunks(ids)
+            for part in in_chunks(ids)
             for doc in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {column: 1})
         )
     related["technographics"] = _ids_by(db, "technographics", "company_id", related["companies"])
@@ -215,12 +213,12 @@ def occupied_outside(db: Database, scope: Scope, column: str, candidates: Iterab
     """Of the `candidates` ids, those a migrated source lead outside the scope references: another
     entity's. (One referenced only by cleaned-up leads is free: a full resolve would reuse it too.)"""
     holders: dict[bytes, set] = {}
-    for part in _chunks(candidates):
+    for part in in_chunks(candidates):
         for lead in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {column: 1, "legacy_lead_id": 1}):
             if "legacy_lead_id" in lead and legacy_key(lead["legacy_lead_id"]) not in scope.all:
                 holders.setdefault(legacy_key(lead["legacy_lead_id"]), set()).add(lead[column])
     taken = set()
-    for part in _chunks(holders):
+    for part in in_chunks(holders):
         for doc in db[KEYS_COLLECTION].find({"_id": {"$in": [Binary(k) for k in part]}}, {"_id": 1}):
             taken |= holders[bytes(doc["_id"])]
     return taken

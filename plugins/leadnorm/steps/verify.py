@@ -15,6 +15,7 @@ import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.contract import MIGRATED, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
+from leadnorm.mongo import in_chunks
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.load import scope
 from leadnorm.steps.prune import kept_stale
@@ -122,12 +123,7 @@ def verify(db: Database, expected: Normalized) -> VerifyReport:
 
 
 def _existing(db: Database, collection: str, ids: set) -> set:
-    ordered = list(ids)
-    return {
-        doc["_id"]
-        for start in range(0, len(ordered), 1000)
-        for doc in db[collection].find({"_id": {"$in": ordered[start : start + 1000]}}, {"_id": 1})
-    }
+    return {doc["_id"] for part in in_chunks(ids) for doc in db[collection].find({"_id": {"$in": part}}, {"_id": 1})}
 
 
 def verify_scope(db: Database, expected: Normalized, scope: Scope) -> VerifyReport:

@@ -1,0 +1,278 @@
+"""`python -m leadnorm bench`: this migration beside the naive one and the I/O floor, on one server.
+
+Each run seeds N nested leads into a fresh database and measures, on that data and server:
+
+- **naive**: the seed design's per-lead `findOrCreate` migration (`leadnorm.devtools.naive`)
+  on the first `--naive-leads` of the same leads in a twin database, run first;
+- **ours**: `python -m leadnorm migrate` as a user runs it (a child process), with its own
+  CPU time and peak RSS from `wait4`, and the seconds of each step;
+- **floor**: the I/O no migration can avoid on this server: one cursor over the nested
+  leads, `insert_many` of exactly the documents *ours* wrote into collections carrying the
+  same indexes, and one unordered bulk of the per-lead marks;
+- with `--refresh-percent P`: `python -m leadnorm refresh` after P% of the leads were
+  re-researched (their signals dropped, `updated_at` untouched).
+
+Speeds are compared as ratios measured side by side; with `--runs K` every figure is the
+median of K runs. Without `--uri` (or `MONGO_URI`) a fresh embedded server is started for
+the bench and stopped after it. The bench databases are dropped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pymongo import InsertOne, UpdateOne
+from pymongo.database import Database
+
+from leadnorm.config import reports_dir
+from leadnorm.contract import (
+    MARKERS,
+    MIGRATED,
+    NESTED_LEAD,
+    NORMALIZED_LEAD,
+    SOURCE_COLLECTION,
+)
+from leadnorm.mongo import connect
+from leadnorm.schema import COLLECTIONS
+from leadnorm.steps.extract import WITHOUT_MARKERS
+
+STEPS = ("backup", "extract", "normalize", "validate", "load", "mark", "prune", "verify")
+TARGETS = {  # issue 10, on this machine at N=20,000
+    "speedup_vs_naive": (">=", 10),
+    "ratio_to_floor": ("<=", 1.3),
+    "client_cpu_ms_per_lead": ("<=", 0.3),
+    "gate_share": ("<=", 0.10),
+}
+
+
+@dataclass
+class Child:
+    """A finished child process: wall seconds, its own CPU seconds, its peak RSS."""
+
+    seconds: float
+    cpu_s: float
+    peak_rss_mb: float
+    returncode: int
+
+
+def run_child(args: list[str], env: dict, log: Path) -> Child:
+    started = time.perf_counter()
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Child(
+        time.perf_counter() - started,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        process.returncode,
+    )
+
+
+def _copy_nested(source: Database, target: Database, limit: int = 0) -> int:
+    """The first `limit` (0: all) nested leads of `source`, as they were before any migration."""
+    batch, copied = [], 0
+    cursor = source[SOURCE_COLLECTION].find(NESTED_LEAD, WITHOUT_MARKERS, sort=[("_id", 1)], limit=limit)
+    for document in cursor:
+        batch.append(InsertOne(document))
+        if len(batch) == 1000:
+            copied += target[SOURCE_COLLECTION].bulk_write(batch, ordered=False).inserted_count
+            batch = []
+    if batch:
+        copied += target[SOURCE_COLLECTION].bulk_write(batch, ordered=False).inserted_count
+    return copied
+
+
+def measure_floor(ours: Database, floor: Database) -> float:
+    """Seconds of the I/O floor (see the module docstring), on a copy of the source."""
+    from bson.raw_bson import RawBSONDocument
+
+    _copy_nested(ours, floor)
+    for name, collection in COLLECTIONS.items():
+        floor[name].create_indexes(list(collection.indexes))
+    raw = ours.codec_options.with_options(document_class=RawBSONDocument)
+    written = {
+        name: list(ours.get_collection(name, codec_options=raw).find(NORMALIZED_LEAD if name == "leads" else {}))
+        for name in COLLECTIONS
+    }
+    marked = ours[SOURCE_COLLECTION].find({**NESTED_LEAD, MIGRATED: True}, list(MARKERS))
+    marks = [UpdateOne({"_id": doc["_id"]}, {"$set": {key: doc.get(key) for key in MARKERS}}) for doc in marked]
+    started = time.perf_counter()
+    for _ in floor[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=1000):
+        pass
+    for name, documents in written.items():
+        for start in range(0, len(documents), 1000):
+            floor[name].insert_many(documents[start : start + 1000], ordered=False)
+    if marks:
+        floor[SOURCE_COLLECTION].bulk_write(marks, ordered=False)
+    return time.perf_counter() - started
+
+
+def refresh_after_change(db: Database, percent: float) -> int:
+    """Re-research `percent`% of the nested leads that have signals: drop them, `updated_at` untouched."""
+    with_signals = {**NESTED_LEAD, "research.DetectedSignals.0": {"$exists": True}}
+    total = db[SOURCE_COLLECTION].count_documents(NESTED_LEAD)
+    wanted = round(total * percent / 100)
+    ids = [doc["_id"] for doc in db[SOURCE_COLLECTION].find(with_signals, {"_id": 1}, sort=[("_id", 1)])]
+    step = max(1, len(ids) // max(wanted, 1))
+    chosen = ids[::step][:wanted]
+    db[SOURCE_COLLECTION].update_many({"_id": {"$in": chosen}}, {"$unset": {"research.DetectedSignals": ""}})
+    return len(chosen)
+
+
+def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percent: float, work: Path) -> dict:
+    from leadnorm.devtools.naive import naive_migrate
+    from leadnorm.devtools.seed import seed_leads
+
+    tag = uuid.uuid4().hex[:8]
+    ours, twin, floor = (connect(uri, f"bench_{tag}{suffix}") for suffix in ("", "_naive", "_floor"))
+    env = {**os.environ, "MONGO_URI": uri, "LEADNORM_REPORTS_DIR": str(work / "reports")}
+    try:
+        seed_leads(ours, leads, seed=seed, drop=True)
+        _copy_nested(ours, twin, naive_leads)
+        started = time.perf_counter()
+        naive_done = naive_migrate(twin, naive_leads)
+        naive_s = time.perf_counter() - started
+        twin.client.drop_database(twin.name)
+
+        timings = work / f"{tag}-timings.json"
+        command = [sys.executable, "-m", "leadnorm", "migrate", "--db", ours.name]
+        command += ["--backup-dir", str(work / "backups"), "--timings-json", str(timings)]
+        migrated = run_child(command, env, work / "bench.log")
+        if migrated.returncode != 0:
+            raise RuntimeError(f"migrate exited {migrated.returncode}; see {work / 'bench.log'}")
+        steps = json.loads(timings.read_text())
+        floor_s = measure_floor(ours, floor)
+        floor.client.drop_database(floor.name)
+        result = {
+            "leads": leads,
+            "seconds": migrated.seconds,
+            "leads_per_s": leads / migrated.seconds,
+            "naive_leads": naive_done,
+            "naive_leads_per_s": naive_done / naive_s,
+            "floor_seconds": floor_s,
+            "client_cpu_s": migrated.cpu_s,
+            "peak_rss_mb": migrated.peak_rss_mb,
+            "steps": {name: steps.get(name, 0.0) for name in STEPS},
+        }
+        if refresh_percent:
+            changed = refresh_after_change(ours, refresh_percent)
+            command = [sys.executable, "-m", "leadnorm", "refresh", "--db", ours.name]
+            command += ["--backup-dir", str(work / "backups"), "--timings-json", str(timings)]
+            refreshed = run_child(command, env, work / "bench.log")
+            if refreshed.returncode != 0:
+                raise RuntimeError(f"refresh exited {refreshed.returncode}; see {work / 'bench.log'}")
+            result.update(
+                refresh_changed=changed,
+                refresh_seconds=refreshed.seconds,
+                refresh_steps=json.loads(timings.read_text()),
+            )
+        return result
+    finally:
+        for db in (ours, twin, floor):
+            db.client.drop_database(db.name)
+
+
+def summarize(runs: list[dict], refresh_percent: float) -> dict:
+    """Medians over the runs, and the ratios the targets are stated in."""
+
+    def median(key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    leads = runs[0]["leads"]
+    seconds = median("seconds")
+    steps = {name: statistics.median(run["steps"][name] for run in runs) for name in STEPS}
+    figures = {
+        "leads": leads,
+        "runs": len(runs),
+        "seconds": round(seconds, 2),
+        "leads_per_s": round(leads / seconds, 1),
+        "naive_leads": runs[0]["naive_leads"],
+        "naive_leads_per_s": round(median("naive_leads_per_s"), 1),
+        "speedup_vs_naive": round(median("leads_per_s") / median("naive_leads_per_s"), 2),
+        "floor_seconds": round(median("floor_seconds"), 2),
+        "ratio_to_floor": round(seconds / median("floor_seconds"), 2),
+        "client_cpu_ms_per_lead": round(1000 * median("client_cpu_s") / leads, 3),
+        "peak_rss_mb": round(median("peak_rss_mb"), 1),
+        "gate_share": round(steps["validate"] / seconds, 3),
+        "steps": {name: round(value, 2) for name, value in steps.items()},
+    }
+    if refresh_percent:
+        refresh_seconds = median("refresh_seconds")
+        figures.update(
+            refresh_percent=refresh_percent,
+            refresh_changed=runs[0]["refresh_changed"],
+            refresh_seconds=round(refresh_seconds, 2),
+            refresh_vs_migrate=round(refresh_seconds / seconds, 3),
+        )
+    return figures
+
+
+def render(figures: dict) -> str:
+    """The figures as a Markdown table, each against its target where the issue sets one."""
+    rows = [
+        ("leads", f"{figures['leads']:,} (median of {figures['runs']} run(s))"),
+        ("migrate, end to end", f"{figures['seconds']} s, {figures['leads_per_s']} leads/s"),
+        ("naive per-lead migration", f"{figures['naive_leads_per_s']} leads/s on the first {figures['naive_leads']:,}"),
+        ("I/O floor", f"{figures['floor_seconds']} s"),
+    ]
+    for key in ("speedup_vs_naive", "ratio_to_floor", "client_cpu_ms_per_lead", "peak_rss_mb", "gate_share"):
+        target = TARGETS.get(key)
+        verdict = ""
+        if target:
+            op, bound = target
+            met = figures[key] >= bound if op == ">=" else figures[key] <= bound
+            verdict = f" (target {op} {bound}: {'met' if met else 'not met'})"
+        rows.append((key, f"{figures[key]}{verdict}"))
+    rows += [(f"step: {name}", f"{seconds} s") for name, seconds in figures["steps"].items()]
+    if "refresh_seconds" in figures:
+        rows.append(
+            (
+                f"refresh after {figures['refresh_percent']}% changed ({figures['refresh_changed']:,} leads)",
+                f"{figures['refresh_seconds']} s = {figures['refresh_vs_migrate']} x the migration",
+            )
+        )
+    width = max(len(name) for name, _ in rows)
+    lines = [f"| {'figure':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {name:<{width}} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def write_report(figures: dict, command: str) -> Path:
+    path = reports_dir() / "bench.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    path.write_text(
+        f"# leadnorm bench\n\n`{command}` on {os.uname().nodename} ({os.cpu_count()} cores), {when}\n\n"
+        f"{render(figures)}\n\n```json\n{json.dumps(figures)}\n```\n"
+    )
+    return path
+
+
+def bench(uri: str | None, leads: int, runs: int, seed: int, naive_leads: int, refresh_percent: float) -> dict:
+    """Run the bench `runs` times on `uri` (a fresh embedded server when None); the median figures."""
+    from leadnorm.devtools.server import spawn, terminate
+
+    with tempfile.TemporaryDirectory(prefix="leadnorm-bench-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o700)
+        server = None
+        if uri is None:
+            server = spawn(work / "mongo-data")
+            uri = server.uri
+        try:
+            results = [bench_once(uri, leads, seed, naive_leads, refresh_percent, work) for _ in range(runs)]
+        finally:
+            if server is not None:
+                terminate(server.pid)
+    return summarize(results, refresh_percent)
