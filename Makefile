@@ -17,7 +17,7 @@ export AIRFLOW__API__PORT ?= 8080
 
 DEMO_LEADS ?= 5000
 
-.PHONY: setup git-filters lint test demo airflow clean
+.PHONY: setup git-filters lint test demo bench airflow clean
 
 # The venv is rebuilt whenever requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -50,6 +50,11 @@ test: setup lint
 
 demo: setup
 	DEMO_LEADS=$(DEMO_LEADS) scripts/demo.sh
+
+# This migration beside the naive one and the I/O floor, on a fresh embedded server (or $MONGO_URI).
+BENCH_LEADS ?= 20000
+bench: setup
+	$(BIN)/python -m leadnorm bench --leads $(BENCH_LEADS) $(BENCH_ARGS)
 
 # Airflow's UI on 127.0.0.1, its mongo_default connection pointing at the embedded server.
 airflow: setup

@@ -49,7 +49,7 @@ def test_frames_round_trip_exactly(tmp_path):
     run = RunFolder(tmp_path / "run").create()
     frame = messy_frame()
     run.write_frame("messy", frame)
-    back = run.read_frame("messy")
+    back = RunFolder(run.root).read_frame("messy")  # as the next task reads it: from the file
     assert list(back.columns) == list(frame.columns)
     assert list(back.dtypes) == list(frame.dtypes)
     for column in frame.columns:
@@ -60,7 +60,7 @@ def test_frames_round_trip_exactly(tmp_path):
 def test_an_empty_frame_keeps_its_columns(tmp_path):
     run = RunFolder(tmp_path / "run").create()
     run.write_frame("empty", pd.DataFrame(columns=["_id", "name"]))
-    back = run.read_frame("empty")
+    back = RunFolder(run.root).read_frame("empty")
     assert list(back.columns) == ["_id", "name"] and back.empty
 
 
@@ -82,7 +82,7 @@ def test_a_tampered_frame_is_refused_not_run(tmp_path):
     pickle_payload = b"cos\nsystem\n(S'touch " + str(planted).encode() + b"'\ntR."
     run.frame_path("leads").write_bytes(pickle_payload)
     with pytest.raises(StagingError, match="not a staged frame"):
-        run.read_frame("leads")
+        RunFolder(run.root).read_frame("leads")
     assert not planted.exists()
 
 
@@ -125,3 +125,12 @@ def test_list_and_prune_left_over_runs(tmp_path, monkeypatch):
 def test_bad_ages_are_refused(text):
     with pytest.raises(ValueError):
         parse_age(text)
+
+
+def test_a_frame_written_in_this_process_is_read_back_from_memory(tmp_path):
+    run = RunFolder(tmp_path / "run").create()
+    frame = messy_frame()
+    run.write_frame("messy", frame)
+    run.frame_path("messy").write_bytes(b"garbage")  # the file is not read again in this process
+    back = run.read_frame("messy")
+    assert back.equals(frame) and back is not frame

@@ -40,9 +40,8 @@ from leadnorm.steps.scope import (
 )
 from leadnorm.steps.verify import VerifyReport, verify, verify_scope
 from leadnorm.transform.clean import Warnings
-from leadnorm.transform.keys import lead_keys
-from leadnorm.transform.normalize import split_batches
-from leadnorm.transform.resolve import Normalized, rejects_of, resolve
+from leadnorm.transform.normalize import normalize_with_keys
+from leadnorm.transform.resolve import Normalized, rejects_of
 from leadnorm.transform.stable_ids import keep_ids
 
 log = logging.getLogger("leadnorm")
@@ -108,9 +107,8 @@ def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
             yield source
             progress.advance(len(source))
 
-    mentions = split_batches(batches())
-    normalized = resolve(mentions)
-    run.write_frame("lead_keys", lead_keys(mentions))
+    normalized, keys = normalize_with_keys(batches())
+    run.write_frame("lead_keys", keys)
     found = read_scope(run)
     if db is not None and found is None:
         normalized = keep_ids(normalized, *stored_references(db))

@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,6 +54,9 @@ class RunFolder:
     """Where one run keeps its staged batches, frames and step results."""
 
     root: Path
+    # Frames this process wrote: a run whose steps share a process (the command line) reads
+    # them back from memory; the file is still written, for a rerun or the next task.
+    written: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def new(cls, name: str | None = None, command: str = "migrate") -> RunFolder:
@@ -115,8 +118,11 @@ class RunFolder:
 
     def write_frame(self, name: str, frame: pd.DataFrame) -> None:
         write_private(private_dir(self.root / "frames") / f"{name}.bson", frame_to_bson(frame))
+        self.written[name] = frame
 
     def read_frame(self, name: str) -> pd.DataFrame:
+        if name in self.written:
+            return self.written[name].copy(deep=False)
         path = self.frame_path(name)
         if not path.exists():
             raise StagingError(f"{path}: not staged; rerun the run from its first step")

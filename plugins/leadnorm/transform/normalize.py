@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from leadnorm.transform.keys import lead_keys
 from leadnorm.transform.resolve import Normalized, resolve
 from leadnorm.transform.split import Mentions, split_batch, split_documents
 
@@ -27,3 +28,9 @@ def split_batches(sources: Iterable[pd.DataFrame]) -> Mentions:
 def normalize_batches(sources: Iterable[pd.DataFrame]) -> Normalized:
     """The same over many batches: identical result, whatever the batching."""
     return resolve(split_batches(sources))
+
+
+def normalize_with_keys(sources: Iterable[pd.DataFrame]) -> tuple[Normalized, pd.DataFrame]:
+    """`normalize_batches`, and each migrated lead's identity keys (a later refresh's scope)."""
+    mentions = split_batches(sources)
+    return resolve(mentions), lead_keys(mentions)
