@@ -36,8 +36,9 @@ def dags_test(mongo_uri: str, db_name: str, tmp_path: Path, conf: str = "{}", da
 
 
 def test_dag_migrates_then_changes_nothing(db, mongo_uri, tmp_path):
+    """In three partitions first, then in one: the second run finds nothing to write."""
     seed_leads(db, 400, seed=21)
-    first = dags_test(mongo_uri, db.name, tmp_path)
+    first = dags_test(mongo_uri, db.name, tmp_path, conf='{"partitions": 3}')
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     nested = db.leads.count_documents(NESTED_LEAD)
     migrated = db.leads.count_documents({**NESTED_LEAD, "_migrated": True})
@@ -80,7 +81,7 @@ def test_refresh_dag_skips_when_nothing_changed_and_catches_up_when_something_di
 
     lead = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "research.DetectedSignals.0": {"$exists": True}})
     db.leads.update_one({"_id": lead["_id"]}, {"$unset": {"research.DetectedSignals": ""}})
-    changed = dags_test(mongo_uri, db.name, tmp_path, dag_id="leads_refresh")
+    changed = dags_test(mongo_uri, db.name, tmp_path, conf='{"partitions": 2}', dag_id="leads_refresh")
     assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
     assert db.detected_signals.count_documents({"lead_id": lead["_migrated_lead_id"]}) == 0
     assert db.migration_locks.count_documents({}) == 0

@@ -24,7 +24,7 @@ def test_every_dag_has_tags_doc_and_retries(dagbag):
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id} has no real doc_md"
         for task in dag.tasks:
-            if task.task_id not in ("normalize", "validate"):  # pure steps: a retry cannot help
+            if task.task_id not in ("split", "resolve", "validate"):  # pure steps: a retry cannot help
                 assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
@@ -34,8 +34,10 @@ def test_migration_and_refresh_shape(dagbag, dag_id):
     order = [
         "lock",
         "backup",
+        "plan",
         "extract",
-        "normalize",
+        "split",
+        "resolve",
         "validate",
         "load",
         "mark",
@@ -47,7 +49,7 @@ def test_migration_and_refresh_shape(dagbag, dag_id):
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
     assert dag.get_task("unlock").is_teardown
-    assert set(dag.params.keys()) == {"dry_run", "batch_size"}
+    assert set(dag.params.keys()) == {"dry_run", "batch_size", "partitions"}
 
 
 def test_refresh_runs_on_a_schedule_without_catchup(dagbag):

@@ -215,3 +215,20 @@ def test_after_a_run_that_died_a_refresh_resolves_the_whole_source(live, tmp_pat
     _, folder, report = run(db, tmp_path, "again", fn=refresh)
     assert folder.read_result("scope") is not None and report.ok, report.problems()
     assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+
+
+def test_partitions_give_what_one_partition_gives(live, tmp_path, mongo_uri):
+    """The source split into _id ranges, resolved together: a rerun in three partitions of a
+    one-partition migration writes nothing; a refresh in three equals a migration from scratch."""
+    db, rest = live
+    folder, report = migrate(db, backup_dir=tmp_path / "b", run=RunFolder(tmp_path / "p3"), partitions=3)
+    assert report.ok and folder.read_result("plan")["partitions"] == 3
+    for name in COLLECTIONS:
+        loaded = folder.read_result(f"load-{name}")
+        assert loaded["inserted"] == loaded["replaced"] == 0, (name, loaded)
+    assert folder.read_result("mark")["marked"] == 0
+
+    db.leads.insert_many(rest[:40])
+    changes, folder, report = refresh(db, backup_dir=tmp_path / "b", run=RunFolder(tmp_path / "r3"), partitions=3)
+    assert report.ok and folder.read_result("plan")["partitions"] == 3, report.problems()
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)

@@ -210,6 +210,7 @@ def _migrate(args: argparse.Namespace) -> int:
                 skip_validation=args.skip_validation,
                 run=run,
                 changes=changes,
+                partitions=args.partitions,
             )
         except BaseException as exc:
             _print_summary_of_failed(run, args.dry_run)
@@ -271,12 +272,12 @@ def _verify(args: argparse.Namespace) -> int:
 
     db = _database(args)
     require_source(db)
-    from leadnorm.steps.pipeline import extract_step, normalize_step, verify_step
+    from leadnorm.steps.pipeline import extract_all, normalize_step, verify_step
     from leadnorm.steps.runstore import RunFolder
 
     run = RunFolder.new(command="verify")
     try:
-        extract_step(db, run, args.batch_size)
+        extract_all(db, run, args.batch_size)
         normalize_step(run, db)
         report = verify_step(db, run)
     finally:
@@ -404,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (migrate, refresh):
         command.add_argument("--keep", type=_positive_int, default=10, help="backups kept per database (10)")
         command.add_argument("--timings-json", help="write the seconds each step took to this file (for bench)")
+        command.add_argument(
+            "--partitions",
+            type=_positive_int,
+            default=1,
+            help="split the source into this many _id ranges, staged one after the other (1)",
+        )
     refresh.set_defaults(run=_migrate)
 
     bench = commands.add_parser(

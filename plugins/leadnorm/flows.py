@@ -1,8 +1,9 @@
 """The migration's task graph, shared by the `leads_migration` and `leads_refresh` DAGs.
 
-Both run the same steps as `python -m leadnorm migrate|refresh`: lock → backup → extract →
-normalize → validate → load (one mapped task per collection) → mark → prune → verify →
-unlock. Tasks pass references through XCom (the run folder's path, the lock's token),
+Both run the same steps as `python -m leadnorm migrate|refresh`: lock → backup → plan →
+extract and split (one mapped task per partition of the source's `_id` range) → resolve
+(all partitions at once) → validate → load (one mapped task per collection) → mark →
+prune → verify → unlock. Tasks pass references through XCom (the run folder's path, the lock's token),
 never data; library imports stay inside the tasks, so parsing a DAG file stays cheap.
 The lock spans the whole run: the first task takes it (or, for a scheduled refresh,
 skips the slot when a manual run holds it), every task renews it, the last releases it
@@ -25,6 +26,13 @@ def run_params() -> dict[str, Param]:
     return {
         "dry_run": Param(False, type="boolean", description="write nothing; report what would be written"),
         "batch_size": Param(1000, type="integer", minimum=1, description="source documents per batch"),
+        "partitions": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=64,
+            description="parallel extract and split tasks over _id ranges; 0: one per 25,000 nested leads, at most 8",
+        ),
     }
 
 
@@ -82,27 +90,51 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         return str(run.root)
 
     @task(retries=2)
-    def extract(run_root: str, held: dict, params=None) -> str:
+    def plan(run_root: str, held: dict, params=None) -> list[int]:
+        """How the run reads the source: its partitions (a refresh: of its scope alone)."""
         from pathlib import Path
 
         from leadnorm.steps.changes import detect_changes
-        from leadnorm.steps.pipeline import extract_step
+        from leadnorm.steps.pipeline import plan_step
         from leadnorm.steps.runstore import RunFolder
 
         db = working(held)
-        changes = detect_changes(db) if kind == "refresh" else None  # a refresh works on their scope
-        extract_step(db, RunFolder(Path(run_root)), params["batch_size"], changes=changes)
-        return run_root
+        changes = detect_changes(db) if kind == "refresh" else None
+        return plan_step(db, RunFolder(Path(run_root)), params["partitions"], changes=changes)
 
-    @task(retries=0)
-    def normalize(run_root: str, held: dict) -> str:
-        """Pure but for reading the ids already stored (kept for companies and personas)."""
+    @task(retries=2, map_index_template="partition {{ partition }}")
+    def extract(run_root: str, held: dict, partition: int, params=None) -> int:
         from pathlib import Path
 
-        from leadnorm.steps.pipeline import normalize_step
+        from leadnorm.steps.pipeline import extract_step
         from leadnorm.steps.runstore import RunFolder
 
-        normalize_step(RunFolder(Path(run_root)), working(held))
+        get_current_context()["partition"] = partition
+        extract_step(working(held), RunFolder(Path(run_root)), params["batch_size"], partition)
+        return partition
+
+    @task(retries=0, map_index_template="partition {{ partition }}")
+    def split(run_root: str, partition: int) -> int:
+        """Pure: one partition's nested leads into mention frames."""
+        from pathlib import Path
+
+        from leadnorm.steps.pipeline import split_step
+        from leadnorm.steps.runstore import RunFolder
+
+        get_current_context()["partition"] = partition
+        split_step(RunFolder(Path(run_root)), partition)
+        return partition
+
+    @task(retries=0)
+    def resolve(run_root: str, held: dict) -> str:
+        """Every partition's mentions at once (dedupe exact across partitions), keeping the
+        company and persona ids already stored."""
+        from pathlib import Path
+
+        from leadnorm.steps.pipeline import resolve_step
+        from leadnorm.steps.runstore import RunFolder
+
+        resolve_step(RunFolder(Path(run_root)), working(held))
         return run_root
 
     @task(retries=0)
@@ -199,7 +231,10 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         release(mongo_database(), held)
 
     held = lock()
-    run_root = normalize(extract(backup(held), held), held)
+    staged = backup(held)
+    extracted = extract.partial(run_root=staged, held=held).expand(partition=plan(staged, held))
+    run_root = resolve(staged, held)
+    split.partial(run_root=staged).expand(partition=extracted) >> run_root
     loaded = load.partial(run_root=run_root, held=held).expand(collection=validate(run_root))
     marked = mark(run_root, held)
     loaded >> marked

@@ -24,7 +24,7 @@ from leadnorm.contract import CLEANED_COLLECTION, MIGRATED, MIGRATED_LEAD_ID, NE
 from leadnorm.errors import BackupError, LeadnormError
 from leadnorm.mongo import require_source
 from leadnorm.steps.backup import backup
-from leadnorm.steps.pipeline import BACKED_UP, extract_step, normalize_step, verify_step
+from leadnorm.steps.pipeline import BACKED_UP, extract_all, normalize_step, verify_step
 from leadnorm.steps.rollback import check_backup
 from leadnorm.steps.runstore import RunFolder
 from leadnorm.steps.scope import forget_lead_keys
@@ -118,7 +118,7 @@ def run_cleanup(db: Database, confirm: str, backup_dir: Path | None = None) -> C
     folder = backup(db, backup_dir or backups_dir(), BACKED_UP)
     with TemporaryDirectory(prefix="leadnorm-cleanup-") as tmp:
         run = RunFolder(Path(tmp) / "run").create(command="cleanup")
-        extract_step(db, run)
+        extract_all(db, run)
         normalize_step(run, db)
         report = verify_step(db, run)
     return cleanup(db, confirm, backup_folder=folder, verify_report=report)

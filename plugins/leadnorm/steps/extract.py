@@ -12,9 +12,10 @@ from pathlib import Path
 
 import bson
 import pandas as pd
+from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
 
-from leadnorm.contract import MARKERS, NESTED_LEAD, SOURCE_COLLECTION
+from leadnorm.contract import MARKERS, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
 from leadnorm.mongo import CODEC_OPTIONS, in_chunks, split_bson
 
 
@@ -59,10 +60,6 @@ def iter_raw_batches(db: Database, batch_size: int) -> Iterator[bytes]:
 
 def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Iterator[bytes]:
     """The nested leads whose `legacy_key` is one of `keys`, as `iter_raw_batches` gives them."""
-    from bson.raw_bson import RawBSONDocument
-
-    from leadnorm.contract import legacy_key
-
     pending: list[bytes] = []
     for part in in_chunks(keys):
         wanted = set(part)
@@ -75,6 +72,12 @@ def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Ite
             pending = []
     if pending:
         yield b"".join(pending)
+
+
+def source_keys(db: Database) -> list[bytes]:
+    """The `legacy_key` of every nested lead, in `_id` order: what partitions split."""
+    cursor = db[SOURCE_COLLECTION].find(NESTED_LEAD, {"_id": 1}, sort=[("_id", 1)], batch_size=5000)
+    return [legacy_key(document["_id"]) for document in cursor]
 
 
 def decode_batch(data: bytes) -> list[dict]:

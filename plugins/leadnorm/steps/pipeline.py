@@ -9,9 +9,11 @@ rewrites its own output, and the database steps write only what differs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
@@ -40,13 +42,15 @@ from leadnorm.steps.scope import (
 )
 from leadnorm.steps.verify import VerifyReport, verify, verify_scope
 from leadnorm.transform.clean import Warnings
-from leadnorm.transform.normalize import normalize_with_keys
+from leadnorm.transform.normalize import resolve_with_keys
 from leadnorm.transform.resolve import Normalized, rejects_of
+from leadnorm.transform.split import Mentions, split_batch, split_documents
 from leadnorm.transform.stable_ids import keep_ids
 
 log = logging.getLogger("leadnorm")
 
 DEFAULT_BATCH_SIZE = 1000
+PARTITION_LEADS = 25_000
 BACKED_UP = [
     SOURCE_COLLECTION,
     *(c for c in COLLECTIONS if c != SOURCE_COLLECTION),
@@ -66,48 +70,106 @@ def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) ->
     return folder
 
 
-def extract_step(
-    db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_SIZE, *, changes: Changes | None = None
-) -> int:
-    """Stage the nested leads as BSON batch files; returns how many batches there are.
+def default_partitions(documents: int) -> int:
+    """One partition per 25,000 nested leads, at most 8."""
+    return max(1, min(8, math.ceil(documents / PARTITION_LEADS)))
 
-    Given a refresh's `changes` and a complete key store, only the leads of the refresh's
-    scope (`leadnorm.steps.scope`), and the scope itself for the later steps."""
+
+def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Changes | None = None) -> list[int]:
+    """Decide what the run reads and in how many partitions; returns the partition numbers.
+
+    A refresh given its `changes` reads its scope (`leadnorm.steps.scope`) when the key store
+    is complete; otherwise the run reads the whole source. `partitions` 0 picks from the size.
+    More than one partition splits the source by `_id` ranges, staged as the ids they hold
+    (type-exact, and fixed for the run however the source changes meanwhile)."""
+    keys = None
+    documents = extract.count_nested_leads(db)
     if changes is not None and key_store_complete(db):
         found = find_scope(db, changes)
         run.write_frame("scope", found.to_frame())
         run.write_result("scope", {"leads": len(found.leads), "gone": len(found.gone)})
         log.info("refresh scope: %d source leads tied to the changes, %d gone", len(found.leads), len(found.gone))
-        progress = Progress("extract", len(found.leads))
-        raw = extract.iter_raw_batches_of(db, sorted(found.leads), batch_size)
-    else:
-        progress = Progress("extract", extract.count_nested_leads(db))
+        keys = sorted(found.leads)
+        documents = len(keys)
+    parts = partitions or default_partitions(documents)
+    if keys is None and parts > 1:
+        keys = extract.source_keys(db)
+        documents = len(keys)
+    if keys is not None:
+        size = max(1, math.ceil(len(keys) / parts))
+        for number in range(parts):
+            part = keys[number * size : (number + 1) * size]
+            run.write_frame(f"partition-{number}", pd.DataFrame({"key": pd.Series(part, dtype=object)}))
+    run.write_result("plan", {"partitions": parts, "whole_source": keys is None, "documents": documents})
+    return list(range(parts))
+
+
+def _plan(run: RunFolder) -> dict:
+    plan = run.read_result("plan")
+    if plan is None:
+        raise StagingError(f"{run.root}: no plan yet; run the plan step first")
+    return plan
+
+
+def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_SIZE, partition: int = 0) -> int:
+    """Stage one partition's nested leads as BSON batch files; returns how many leads."""
+    plan = _plan(run)
+    if plan["whole_source"]:
+        progress = Progress("extract", plan["documents"])
         raw = extract.iter_raw_batches(db, batch_size)
-    batches = 0
-    for documents in run.write_batches(raw):
+    else:
+        keys = [bytes(key) for key in run.read_frame(f"partition-{partition}")["key"]]
+        progress = Progress(f"extract {partition}" if plan["partitions"] > 1 else "extract", len(keys))
+        raw = extract.iter_raw_batches_of(db, keys, batch_size)
+    for documents in run.write_batches(raw, partition):
         progress.advance(documents)
-        batches += 1
-    run.write_result("extract", {"documents": progress.done, "batches": batches})
-    return batches
+    run.write_result(f"extract-{partition}", {"documents": progress.done})
+    return progress.done
 
 
-def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
-    """Split every staged batch, resolve them together, keep the company and persona ids already
-    stored in `db` (when given), stage the frames and each lead's fingerprint; returns the counts."""
-    extracted = run.read_result("extract")
+def extract_all(
+    db: Database,
+    run: RunFolder,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    partitions: int = 1,
+    *,
+    changes: Changes | None = None,
+) -> int:
+    """Plan, then extract every partition in this process; returns how many leads."""
+    return sum(extract_step(db, run, batch_size, part) for part in plan_step(db, run, partitions, changes=changes))
+
+
+def split_step(run: RunFolder, partition: int = 0) -> int:
+    """Split one partition's staged leads into mention frames; pure but for the files."""
+    plan = _plan(run)
+    extracted = run.read_result(f"extract-{partition}")
     if extracted is None:
-        raise StagingError(f"{run.root}: nothing extracted yet; run the extract step first")
-    progress = Progress("normalize", extracted["documents"])
-    fingerprints = []
+        raise StagingError(f"{run.root}: partition {partition} not extracted yet; run the extract step first")
+    progress = Progress(f"normalize {partition}" if plan["partitions"] > 1 else "normalize", extracted["documents"])
+    parts, fingerprints = [split_documents([])], [_NO_FINGERPRINTS]
+    for path in run.batch_paths(partition):
+        source, batch_fingerprints = extract.read_batch(path)
+        parts.append(split_batch(source))
+        fingerprints.append(batch_fingerprints)
+        progress.advance(len(source))
+    mentions = Mentions.concat(parts)
+    for name, frame in mention_frames(mentions).items():
+        run.write_frame(f"mentions-{partition}-{name}", frame)
+    run.write_frame(f"fingerprints-{partition}", pd.concat(fingerprints, ignore_index=True))
+    run.write_result(f"split-{partition}", {"warnings": dict(mentions.warnings)})
+    return progress.done
 
-    def batches():
-        for path in run.batch_paths():
-            source, batch_fingerprints = extract.read_batch(path)
-            fingerprints.append(batch_fingerprints)
-            yield source
-            progress.advance(len(source))
 
-    normalized, keys = normalize_with_keys(batches())
+def resolve_step(run: RunFolder, db: Database | None = None) -> dict:
+    """Resolve every partition's mentions at once, so companies and personas dedupe exactly
+    across partitions; keep the company and persona ids already stored in `db` (when given);
+    stage the frames, each lead's fingerprint and identity keys; returns the counts."""
+    partitions = range(_plan(run)["partitions"])
+    for partition in partitions:
+        if run.read_result(f"split-{partition}") is None:
+            raise StagingError(f"{run.root}: partition {partition} not split yet; run the normalize step first")
+    mentions = Mentions.concat([read_mentions(run, partition) for partition in partitions])
+    normalized, keys = resolve_with_keys(mentions)
     run.write_frame("lead_keys", keys)
     found = read_scope(run)
     if db is not None and found is None:
@@ -122,8 +184,26 @@ def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
             for ids in [stored.related[collection]]
         }
         normalized = keep_ids(normalized, stored.refs, stored.lead_counts, occupied)
-    run.write_frame("fingerprints", pd.concat(fingerprints, ignore_index=True) if fingerprints else _NO_FINGERPRINTS)
+    fingerprints = [run.take_frame(f"fingerprints-{partition}") for partition in partitions]
+    run.write_frame("fingerprints", pd.concat(fingerprints, ignore_index=True))
     return save_normalized(run, normalized)
+
+
+def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
+    """Split every partition, then resolve them together: what the DAG runs as two tasks."""
+    for partition in range(_plan(run)["partitions"]):
+        split_step(run, partition)
+    return resolve_step(run, db)
+
+
+def mention_frames(mentions: Mentions) -> dict[str, pd.DataFrame]:
+    return {f.name: getattr(mentions, f.name) for f in fields(Mentions) if f.name != "warnings"}
+
+
+def read_mentions(run: RunFolder, partition: int) -> Mentions:
+    """One partition's staged mentions (dropped from this process's memory: resolve holds them now)."""
+    frames = {name: run.take_frame(f"mentions-{partition}-{name}") for name in mention_frames(split_documents([]))}
+    return Mentions(**frames, warnings=Warnings(run.read_result(f"split-{partition}")["warnings"]))
 
 
 _NO_FINGERPRINTS = pd.DataFrame({"_id": pd.Series(dtype=object), "fingerprint": pd.Series(dtype=object)})
@@ -328,14 +408,16 @@ def migrate(
     db: Database,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    partitions: int = 1,
     dry_run: bool = False,
     backup_dir: Path | None = None,
     skip_validation: bool = False,
     run: RunFolder | None = None,
     changes: Changes | None = None,
 ) -> tuple[RunFolder, VerifyReport | None]:
-    """The whole migration in this process: the same steps the DAG runs as tasks. Given a
-    refresh's `changes`, it works on their scope alone when it can (see `extract_step`)."""
+    """The whole migration in this process: the same steps the DAG runs as tasks, partitions one
+    after the other. Given a refresh's `changes`, it works on their scope alone when it can
+    (see `plan_step`)."""
     run = (run or RunFolder.new()).create()
     timings: dict[str, float] = {}
 
@@ -352,7 +434,7 @@ def migrate(
         with step("backup"):
             backup_step(db, run, backup_dir)
     with step("extract"):
-        extract_step(db, run, batch_size, changes=changes)
+        extract_all(db, run, batch_size, partitions, changes=changes)
     with step("normalize"):
         normalize_step(run, db)
     if not skip_validation:

@@ -86,17 +86,19 @@ class RunFolder:
 
     # --- source batches: raw BSON as the server sent it ---------------------------
 
-    def write_batches(self, batches: Iterator[bytes]) -> Iterator[int]:
-        """Stage each raw batch as `source/batch-NNNNN.bson`; yields its document count."""
-        private_dir(self.batches)
-        for old in self.batches.glob("batch-*.bson"):
+    def write_batches(self, batches: Iterator[bytes], partition: int = 0) -> Iterator[int]:
+        """Stage each raw batch as `source/part-PPP/batch-NNNNN.bson`; yields its document count."""
+        folder = private_dir(private_dir(self.batches) / f"part-{partition:03d}")
+        for old in folder.glob("batch-*.bson"):
             old.unlink()
         for number, data in enumerate(batches):
-            write_private(self.batches / f"batch-{number:05d}.bson", data)
+            write_private(folder / f"batch-{number:05d}.bson", data)
             yield len(split_bson(data))
 
-    def batch_paths(self) -> list[Path]:
-        return sorted(self.batches.glob("batch-*.bson"))
+    def batch_paths(self, partition: int | None = None) -> list[Path]:
+        """The staged batches of one partition, or of all."""
+        part = "part-*" if partition is None else f"part-{partition:03d}"
+        return sorted(self.batches.glob(f"{part}/batch-*.bson"))
 
     # --- step results: small JSON records ------------------------------------------
 
@@ -119,6 +121,12 @@ class RunFolder:
     def write_frame(self, name: str, frame: pd.DataFrame) -> None:
         write_private(private_dir(self.root / "frames") / f"{name}.bson", frame_to_bson(frame))
         self.written[name] = frame
+
+    def take_frame(self, name: str) -> pd.DataFrame:
+        """`read_frame`, dropping this process's copy: its reader holds it from now on."""
+        frame = self.read_frame(name)
+        self.written.pop(name, None)
+        return frame
 
     def read_frame(self, name: str) -> pd.DataFrame:
         if name in self.written:

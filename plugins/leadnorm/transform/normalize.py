@@ -30,7 +30,6 @@ def normalize_batches(sources: Iterable[pd.DataFrame]) -> Normalized:
     return resolve(split_batches(sources))
 
 
-def normalize_with_keys(sources: Iterable[pd.DataFrame]) -> tuple[Normalized, pd.DataFrame]:
-    """`normalize_batches`, and each migrated lead's identity keys (a later refresh's scope)."""
-    mentions = split_batches(sources)
+def resolve_with_keys(mentions: Mentions) -> tuple[Normalized, pd.DataFrame]:
+    """`resolve`, and each migrated lead's identity keys (a later refresh's scope)."""
     return resolve(mentions), lead_keys(mentions)
