@@ -19,8 +19,9 @@ from leadnorm.steps.runstore import RunFolder
 
 def test_naive_migration_finds_or_creates_each_company_and_persona(db, tmp_path, mongo_uri):
     seed_leads(db, 150, seed=3)
-    done = naive_migrate(db, 100)
-    assert 0 < done <= 100
+    result = naive_migrate(db, 100)
+    done = result.migrated
+    assert 0 < done <= 100 and result.round_trips > 5 * done, "one round trip per find, insert and mark"
     assert db.leads.count_documents(NORMALIZED_LEAD) == done
     assert db.leads.count_documents({**NESTED_LEAD, "_migrated": True}) == done
     domains = [d["domain"] for d in db.companies.find({"domain": {"$exists": True}})]
@@ -58,6 +59,7 @@ def test_bench_prints_one_json_line_with_the_figures(mongo_uri, tmp_path):
     for key in ("leads", "seconds", "leads_per_s", "speedup_vs_naive", "ratio_to_floor", "client_cpu_ms_per_lead"):
         assert figures[key] > 0, key
     assert figures["leads"] == 300 and figures["naive_leads"] <= 100 and figures["peak_rss_mb"] > 50
+    assert figures["naive_round_trips_per_lead"] > 5 and figures["rtt_ms"] > 0
     assert set(figures["steps"]) >= {"backup", "extract", "normalize", "validate", "load", "mark", "verify"}
     assert figures["refresh_changed"] == 6 and 0 < figures["refresh_vs_migrate"]
     assert "speedup_vs_naive" in (tmp_path / "bench.md").read_text()

@@ -118,6 +118,16 @@ def measure_floor(ours: Database, floor: Database) -> float:
     return time.perf_counter() - started
 
 
+def round_trip_ms(db: Database, pings: int = 50) -> float:
+    """The median time of a `ping` to the server: what every round trip costs at least."""
+    times = []
+    for _ in range(pings):
+        started = time.perf_counter()
+        db.command("ping")
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
 def refresh_after_change(db: Database, percent: float) -> int:
     """Re-research `percent`% of the nested leads that have signals: drop them, `updated_at` untouched."""
     with_signals = {**NESTED_LEAD, "research.DetectedSignals.0": {"$exists": True}}
@@ -141,7 +151,7 @@ def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percen
         seed_leads(ours, leads, seed=seed, drop=True)
         _copy_nested(ours, twin, naive_leads)
         started = time.perf_counter()
-        naive_done = naive_migrate(twin, naive_leads)
+        naive = naive_migrate(twin, naive_leads)
         naive_s = time.perf_counter() - started
         twin.client.drop_database(twin.name)
 
@@ -158,8 +168,10 @@ def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percen
             "leads": leads,
             "seconds": migrated.seconds,
             "leads_per_s": leads / migrated.seconds,
-            "naive_leads": naive_done,
-            "naive_leads_per_s": naive_done / naive_s,
+            "naive_leads": naive.migrated,
+            "naive_leads_per_s": naive.migrated / naive_s,
+            "naive_round_trips_per_lead": naive.round_trips / max(naive.migrated, 1),
+            "rtt_ms": round_trip_ms(ours),
             "floor_seconds": floor_s,
             "client_cpu_s": migrated.cpu_s,
             "peak_rss_mb": migrated.peak_rss_mb,
@@ -200,6 +212,8 @@ def summarize(runs: list[dict], refresh_percent: float) -> dict:
         "naive_leads": runs[0]["naive_leads"],
         "naive_leads_per_s": round(median("naive_leads_per_s"), 1),
         "speedup_vs_naive": round(median("leads_per_s") / median("naive_leads_per_s"), 2),
+        "naive_round_trips_per_lead": round(median("naive_round_trips_per_lead"), 1),
+        "rtt_ms": round(median("rtt_ms"), 3),
         "floor_seconds": round(median("floor_seconds"), 2),
         "ratio_to_floor": round(seconds / median("floor_seconds"), 2),
         "client_cpu_ms_per_lead": round(1000 * median("client_cpu_s") / leads, 3),

@@ -10,6 +10,8 @@ what they compute. Only `leadnorm bench` runs it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 
@@ -42,48 +44,63 @@ _MENTION_ONLY = {"legacy_lead_id", "recency", "name_key"}
 _CHILDREN = ("research_runs", "citations", "detected_signals", "icp_scores", "icp_factor_breakdowns")
 
 
-def _find_or_create(db: Database, collection: str, document: dict, lookups: list[str]):
+@dataclass
+class NaiveResult:
+    migrated: int = 0
+    round_trips: int = 0  # one per find_one, insert_one, update_one: what a remote server makes costly
+
+
+def _find_or_create(db: Database, collection: str, document: dict, lookups: list[str], result: NaiveResult):
     """The seed's findOrCreate: the first lookup field with a value finds; else insert."""
     for field in lookups:
         if document.get(field):
+            result.round_trips += 1
             found = db[collection].find_one({field: document[field]}, {"_id": 1})
             if found:
                 return found["_id"]
             break
+    result.round_trips += 1
     return db[collection].insert_one(document).inserted_id
 
 
-def naive_migrate(db: Database, limit: int) -> int:
-    """Migrate the first `limit` nested leads the naive way; returns how many it migrated."""
+def naive_migrate(db: Database, limit: int) -> NaiveResult:
+    """Migrate the first `limit` nested leads the naive way."""
     for collection, indexes in SEED_INDEXES.items():
         db[collection].create_indexes(indexes)
     leads = list(db[SOURCE_COLLECTION].find(NESTED_LEAD, WITHOUT_MARKERS, sort=[("_id", 1)], limit=limit))
-    migrated = 0
+    result = NaiveResult()
     for source in leads:
         mentions = split_documents([source])
         if mentions.leads.empty:
             continue  # rejected
         company = next(to_documents(mentions.company_mentions.drop(columns=list(_MENTION_ONLY))), None)
         persona = next(to_documents(mentions.persona_mentions.drop(columns=list(_MENTION_ONLY))), None)
-        company_id = company and _find_or_create(db, "companies", company, ["domain", "name"])
-        persona_id = persona and _find_or_create(db, "personas", persona, ["email", "linkedin_url", "full_name"])
+        company_id = company and _find_or_create(db, "companies", company, ["domain", "name"], result)
+        persona_id = persona and _find_or_create(
+            db, "personas", persona, ["email", "linkedin_url", "full_name"], result
+        )
         for tech in to_documents(mentions.tech_mentions.drop(columns=list(_MENTION_ONLY))):
+            result.round_trips += 1
             if company_id is not None and not db.technographics.find_one(
                 {"company_id": company_id, "name": tech["name"]}, {"_id": 1}
             ):
                 tech.pop("_id", None)
+                result.round_trips += 1
                 db.technographics.insert_one({**tech, "company_id": company_id})
         lead = next(to_documents(mentions.leads))
         lead.update(company_id=company_id, persona_id=persona_id)
         db[SOURCE_COLLECTION].insert_one(lead)
+        result.round_trips += 1
         for collection in _CHILDREN:
             for document in to_documents(getattr(mentions, collection)):
                 document.pop("legacy_lead_id", None)
                 if collection == "research_runs":
                     document.update(company_id=company_id, persona_id=persona_id)
                 db[collection].insert_one(document)
+                result.round_trips += 1
         db[SOURCE_COLLECTION].update_one(
             {"_id": source["_id"]}, {"$set": {MIGRATED: True, MIGRATED_LEAD_ID: lead["_id"]}}
         )
-        migrated += 1
-    return migrated
+        result.round_trips += 1
+        result.migrated += 1
+    return result
