@@ -8,16 +8,20 @@ icp_scores, icp_factor_breakdowns), following the project's data contract
 differs from the current source, deletes what the source no longer produces, and keeps
 every lead id and the ids of companies and personas.
 
-**Shape:** lock → backup → extract → normalize → validate → load (one mapped task per
-collection) → mark (and prune) → verify → remove_run_folder, with unlock as teardown.
+**Shape:** lock → backup → plan → extract and split (one mapped task per partition) →
+resolve → validate → load (one mapped task per collection) → mark (and prune) → verify →
+remove_run_folder, with unlock as teardown.
 
 - **lock** takes the database's lease lock (`migration_locks`): a second migrate,
   refresh, rollback or cleanup is refused at once with a line naming the holder.
 - **backup** dumps `leads` (and any target collection already there) in mongodump's
   layout under `backups/` before anything is written.
-- **extract** stages the nested leads as BSON batches; **normalize** dedupes companies
-  and personas over all of them, keeps the ids already stored, and stages the frames.
-  Tasks pass the run folder's path through XCom, never data.
+- **plan** splits the source by `_id` ranges into the param `partitions` (0: one per
+  25,000 nested leads, at most 8); **extract** stages each partition's nested leads as
+  BSON batches and **split** turns them into mention frames, in parallel; **resolve**
+  dedupes companies and personas over all partitions at once (exact, whatever the
+  partitioning), keeps the ids already stored, and stages the frames. Tasks pass the run
+  folder's path and partition numbers through XCom, never data.
 - **validate** is the Great Expectations gate: a critical failure stops the run before
   any write; Data Docs go to `reports/data_docs/`.
 - **load** writes only what differs (a rerun writes nothing); **mark** sets

@@ -14,7 +14,8 @@ REJECTS_COLLECTION = "migration_rejects"
 
 # A nested (source) lead is a document of the source collection with `lead_input`;
 # normalized leads share the collection and carry `legacy_lead_id` instead.
-NESTED_LEAD = {"lead_input": {"$exists": True}}
+NESTED_FIELD = "lead_input"
+NESTED_LEAD = {NESTED_FIELD: {"$exists": True}}
 NORMALIZED_LEAD = {"legacy_lead_id": {"$exists": True}}
 
 # Set on a source lead once everything derived from it is written.

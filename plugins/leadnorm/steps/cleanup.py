@@ -20,7 +20,15 @@ from pymongo import ReplaceOne
 from pymongo.database import Database
 
 from leadnorm.config import backups_dir
-from leadnorm.contract import CLEANED_COLLECTION, MIGRATED, MIGRATED_LEAD_ID, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
+from leadnorm.contract import (
+    CLEANED_COLLECTION,
+    MIGRATED,
+    MIGRATED_LEAD_ID,
+    NESTED_FIELD,
+    NESTED_LEAD,
+    SOURCE_COLLECTION,
+    legacy_key,
+)
 from leadnorm.errors import BackupError, LeadnormError
 from leadnorm.mongo import require_source
 from leadnorm.steps.backup import backup
@@ -31,7 +39,6 @@ from leadnorm.steps.scope import forget_lead_keys
 from leadnorm.steps.verify import VerifyReport
 
 MIGRATED_NESTED_LEAD = {**NESTED_LEAD, MIGRATED: True}
-NESTED_FIELD = next(iter(NESTED_LEAD))  # lead_input
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import bson
 import pandas as pd
 from bson import Binary
-from pymongo import DeleteOne, ReplaceOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 
 from leadnorm.contract import KEYS_COLLECTION, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
@@ -108,7 +108,7 @@ def save_lead_keys(db: Database, keys: pd.DataFrame, scope: Scope | None, *, dry
             writes.append(DeleteOne({"_id": doc["_id"]}))
         elif doc.get("keys") != want:
             writes.append(ReplaceOne({"_id": doc["_id"]}, {"keys": want}))
-    writes += [ReplaceOne({"_id": Binary(key)}, {"keys": want}, upsert=True) for key, want in wanted.items()]
+    writes += [InsertOne({"_id": Binary(key), "keys": want}) for key, want in wanted.items()]  # none stored
     if not dry_run:
         for start in range(0, len(writes), 1000):
             store.bulk_write(writes[start : start + 1000], ordered=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from pymongo.database import Database
 
-from leadnorm.contract import MIGRATED, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
+from leadnorm.contract import MIGRATED, NESTED_FIELD, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
 from leadnorm.mongo import in_chunks
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.load import scope
@@ -91,34 +91,38 @@ def _reconcile(report: VerifyReport, nested: dict[bytes, bool], rejected: set[by
     report.unaccounted = len(nested.keys() - migrated - rejected)
 
 
-def _ids(db: Database, collection: str) -> set:
-    return {doc["_id"] for doc in db[collection].find(scope(collection), {"_id": 1})}
-
-
 def verify(db: Database, expected: Normalized) -> VerifyReport:
+    """One read of each collection: ids and references (and, in `leads`, the nested leads' marks)."""
     report = VerifyReport()
-    nested = {
-        legacy_key(doc["_id"]): doc.get(MIGRATED) is True
-        for doc in db[SOURCE_COLLECTION].find(NESTED_LEAD, {MIGRATED: 1})
-    }
+    nested: dict[bytes, bool] = {}
+    stored: dict[str, set] = {}
+    references: list[tuple[str, str, str, object]] = []  # (collection, column, target, id)
+    for name, collection in COLLECTIONS.items():
+        projection = dict.fromkeys(collection.references, 1)
+        if name == SOURCE_COLLECTION:
+            projection.update({MIGRATED: 1, NESTED_FIELD: 1, "legacy_lead_id": 1})
+        ids = stored[name] = set()
+        for doc in db[name].find({}, projection or {"_id": 1}):
+            if name == SOURCE_COLLECTION:
+                if NESTED_FIELD in doc:
+                    nested[legacy_key(doc["_id"])] = doc.get(MIGRATED) is True
+                if not all(field in doc for field in scope(name)):
+                    continue
+            ids.add(doc["_id"])
+            for column, target in collection.references.items():
+                if doc.get(column) is not None:
+                    references.append((name, column, target, doc[column]))
     _reconcile(report, nested, {legacy_key(doc["_id"]) for doc in db[REJECTS_COLLECTION].find({}, {"_id": 1})})
 
-    stored = {name: _ids(db, name) for name in COLLECTIONS}
     wanted = {name: set(frame["_id"]) for name, frame in expected.frames.items()}
     kept = kept_stale(db, {name: stored[name] - wanted[name] for name in wanted})
     for name, ids in wanted.items():
         report.collections[name] = CollectionCheck(
             len(ids), len(stored[name]), len(ids - stored[name]), len(kept[name])
         )
-    for name, collection in COLLECTIONS.items():
-        if not collection.references:
-            continue
-        fields = list(collection.references)
-        for doc in db[name].find(scope(name), dict.fromkeys(fields, 1)):
-            for column, target in collection.references.items():
-                ref = doc.get(column)
-                if ref is not None and ref not in stored[target]:
-                    report.dangling[f"{name}.{column}"] = report.dangling.get(f"{name}.{column}", 0) + 1
+    for name, column, target, ref in references:
+        if ref not in stored[target]:
+            report.dangling[f"{name}.{column}"] = report.dangling.get(f"{name}.{column}", 0) + 1
     return report
 
 
