@@ -17,7 +17,7 @@ export AIRFLOW__API__PORT ?= 8080
 
 DEMO_LEADS ?= 5000
 
-.PHONY: setup git-filters lint test demo bench airflow clean
+.PHONY: setup git-filters lint test demo bench airflow scaleout scaleout-stop scaleout-test clean
 
 # The venv is rebuilt whenever requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -62,8 +62,19 @@ airflow: setup
 	echo "Airflow UI: http://127.0.0.1:$(AIRFLOW__API__PORT)  user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated" && \
 	AIRFLOW_CONN_MONGO_DEFAULT="mongo://$${URI#mongodb://}/jazon_ai_sdr" $(BIN)/airflow standalone
 
+# The same DAGs on the CeleryExecutor: Redis broker, PostgreSQL metadata DB, two Celery workers.
+scaleout: setup
+	@URI=$$($(BIN)/python -m leadnorm mongo start) && \
+	AIRFLOW_CONN_MONGO_DEFAULT="mongo://$${URI#mongodb://}/jazon_ai_sdr" scripts/scaleout.sh start
+
+scaleout-stop:
+	scripts/scaleout.sh stop
+
+scaleout-test: setup
+	$(BIN)/python -m pytest -m scaleout $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) $(AIRFLOW_HOME) .leadnorm reports backups
+	rm -rf $(VENV) $(AIRFLOW_HOME) .airflow-scaleout .leadnorm reports backups
 
 # --- notebooks -----------------------------------------------------------------------
 JUPYTER_PORT ?= 8888
