@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 
+import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -179,3 +180,8 @@ def in_chunks(items: Iterable) -> Iterator[list]:
     items = list(items)
     for start in range(0, len(items), IN_LIST):
         yield items[start : start + IN_LIST]
+
+
+def source_id(key: bytes):
+    """The source `_id` a `legacy_key` encodes (its inverse), any BSON type, odd dates included."""
+    return bson.decode(key, CODEC_OPTIONS)["_id"]

@@ -16,7 +16,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
 
 from leadnorm.contract import MARKERS, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import CODEC_OPTIONS, in_chunks, split_bson
+from leadnorm.mongo import CODEC_OPTIONS, in_chunks, source_id, split_bson
 
 
 def count_nested_leads(db: Database) -> int:
@@ -63,7 +63,7 @@ def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Ite
     pending: list[bytes] = []
     for part in in_chunks(keys):
         wanted = set(part)
-        ids = [bson.decode(key, CODEC_OPTIONS)["_id"] for key in part]
+        ids = [source_id(key) for key in part]
         cursor = db[SOURCE_COLLECTION].find_raw_batches({**NESTED_LEAD, "_id": {"$in": ids}}, WITHOUT_MARKERS)
         found = [raw for chunk in cursor for raw in split_bson(chunk)]
         pending += [raw for raw in found if legacy_key(RawBSONDocument(raw)["_id"]) in wanted]  # $in: 42 == 42.0

@@ -18,25 +18,19 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-import bson
 import pandas as pd
 from bson import Binary
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 
 from leadnorm.contract import KEYS_COLLECTION, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import CODEC_OPTIONS, in_chunks
+from leadnorm.mongo import in_chunks, source_id
 from leadnorm.steps.changes import Changes
 from leadnorm.steps.extract import WITHOUT_MARKERS, source_frame
 from leadnorm.transform.keys import lead_keys
 from leadnorm.transform.split import split_batch
 
 STATE_ID = "state"  # the key store's own document: {_id: "state", complete: bool}
-
-
-def source_id(key: bytes):
-    """The source `_id` a `legacy_key` encodes."""
-    return bson.decode(key, CODEC_OPTIONS)["_id"]
 
 
 def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict | None = None, **extra) -> Iterator:
