@@ -41,3 +41,19 @@ def db(mongo_uri):
     yield database
     database.client.drop_database(database.name)
     database.client.close()
+
+
+def migrated_once(mongo_uri: str, folder: Path, seed: int):
+    """300 seeded leads in a database of their own, migrated once, dropped at the end: for a
+    module-scoped fixture whose tests only read (`yield from migrated_once(...)`)."""
+    from leadnorm.devtools.seed import seed_leads
+    from leadnorm.mongo import connect
+    from leadnorm.steps.pipeline import migrate
+    from leadnorm.steps.runstore import RunFolder
+
+    database = connect(mongo_uri, f"test_{uuid.uuid4().hex[:12]}")
+    seed_leads(database, 300, seed=seed)
+    migrate(database, backup_dir=folder / "b", skip_validation=True, run=RunFolder(folder / "run"))
+    yield database
+    database.client.drop_database(database.name)
+    database.client.close()

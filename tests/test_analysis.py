@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import copy
 import re
-import uuid
 from collections import Counter, defaultdict
 from statistics import mean
 
 import pandas as pd
 import pytest
+from conftest import migrated_once
 
 from leadnorm import analysis, views
 from leadnorm.contract import FIT_TIERS, MIGRATED, NESTED_LEAD, NORMALIZED_LEAD, STATUSES
-from leadnorm.devtools.seed import seed_leads
-from leadnorm.mongo import connect
-from leadnorm.steps.pipeline import migrate
-from leadnorm.steps.runstore import RunFolder
 
 EMAIL = re.compile(r"[^\s@\"']+@[^\s@\"']+\.[a-z]{2,}", re.IGNORECASE)  # as tests/test_notebooks.py
 MASK = re.compile(r"^masked:[0-9a-f]{8}$")
@@ -27,13 +23,7 @@ DATED = {"detected_at": {"$type": "date"}}
 @pytest.fixture(scope="module")
 def migrated(mongo_uri, tmp_path_factory):
     """300 seeded leads, migrated once for the module; the tests only read."""
-    database = connect(mongo_uri, f"test_{uuid.uuid4().hex[:12]}")
-    tmp = tmp_path_factory.mktemp("analysis")
-    seed_leads(database, 300, seed=5)
-    migrate(database, backup_dir=tmp / "b", skip_validation=True, run=RunFolder(tmp / "run"))
-    yield database
-    database.client.drop_database(database.name)
-    database.client.close()
+    yield from migrated_once(mongo_uri, tmp_path_factory.mktemp("analysis"), seed=5)
 
 
 def test_leads_by_status_and_tier(migrated):

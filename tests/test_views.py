@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 
 import pytest
 from bson import ObjectId
+from conftest import migrated_once
 from pymongo import MongoClient, monitoring
 
 from leadnorm import views
 from leadnorm.contract import MIGRATED, NESTED_LEAD, NORMALIZED_LEAD
-from leadnorm.devtools.seed import seed_leads
-from leadnorm.mongo import connect
-from leadnorm.steps.pipeline import migrate
-from leadnorm.steps.runstore import RunFolder
 from leadnorm.transform.clean import Warnings, name_key, normalize_domain, normalize_email
 
 INDEXED_JOINS = {  # (collection, field) of each $lookup: what the contract indexes
@@ -32,13 +28,7 @@ INDEXED_JOINS = {  # (collection, field) of each $lookup: what the contract inde
 @pytest.fixture(scope="module")
 def migrated(mongo_uri, tmp_path_factory):
     """300 seeded leads, migrated once for the module; the tests only read."""
-    database = connect(mongo_uri, f"test_{uuid.uuid4().hex[:12]}")
-    tmp = tmp_path_factory.mktemp("views")
-    seed_leads(database, 300, seed=11)
-    migrate(database, backup_dir=tmp / "b", skip_validation=True, run=RunFolder(tmp / "run"))
-    yield database
-    database.client.drop_database(database.name)
-    database.client.close()
+    yield from migrated_once(mongo_uri, tmp_path_factory.mktemp("views"), seed=11)
 
 
 def _objects(value) -> list[dict]:
