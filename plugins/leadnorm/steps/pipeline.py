@@ -175,18 +175,24 @@ def resolve_step(run: RunFolder, db: Database | None = None) -> dict:
     if db is not None and found is None:
         normalized = keep_ids(normalized, *stored_references(db))
     elif db is not None:
-        stored = stored_for(db, found)  # before any write: what the load may replace or make stale
-        for name, ids in stored.related.items():
-            run.write_frame(f"related-{name}", pd.DataFrame({"_id": pd.Series(ids, dtype=object)}))
-        occupied = {
-            column: frozenset(occupied_outside(db, found, column, set(normalized.frames[collection]["_id"]) - set(ids)))
-            for collection, column in (("companies", "company_id"), ("personas", "persona_id"))
-            for ids in [stored.related[collection]]
-        }
-        normalized = keep_ids(normalized, stored.refs, stored.lead_counts, occupied)
+        normalized = _keep_ids_in_scope(db, run, found, normalized)
     fingerprints = [run.take_frame(f"fingerprints-{partition}") for partition in partitions]
     run.write_frame("fingerprints", pd.concat(fingerprints, ignore_index=True))
     return save_normalized(run, normalized)
+
+
+def _keep_ids_in_scope(db: Database, run: RunFolder, found: Scope, normalized: Normalized) -> Normalized:
+    """`keep_ids` over a refresh's scope. What its leads hold is read before any write and staged
+    (the load compares and prunes only those documents); ids that leads outside it hold are
+    never given out."""
+    stored = stored_for(db, found)
+    for name, ids in stored.related.items():
+        run.write_frame(f"related-{name}", pd.DataFrame({"_id": pd.Series(ids, dtype=object)}))
+    occupied = {}
+    for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
+        fresh = set(normalized.frames[collection]["_id"]) - set(stored.related[collection])
+        occupied[column] = frozenset(occupied_outside(db, found, column, fresh))
+    return keep_ids(normalized, stored.refs, stored.lead_counts, occupied)
 
 
 def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
