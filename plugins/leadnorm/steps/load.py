@@ -29,7 +29,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from leadnorm.errors import LoadError
-from leadnorm.mongo import CODEC_OPTIONS, IN_LIST, in_chunks
+from leadnorm.mongo import CODEC_OPTIONS, in_chunks
 from leadnorm.steps.progress import Progress
 
 log = logging.getLogger("leadnorm")
@@ -169,7 +169,7 @@ def _key_bytes(values: tuple) -> bytes:
     return bson.encode({"k": list(values)}, codec_options=CODEC_OPTIONS)
 
 
-def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool, chunk: int = IN_LIST) -> int:
+def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool) -> int:
     """Free every unique key the frame gives to an id other than the one storing it now."""
     unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name)
     if frame.empty or not (unset or delete) or db[name].estimated_document_count() == 0:
@@ -181,19 +181,16 @@ def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run
             values = row[1:]
             if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values):
                 wanted[_key_bytes(values)] = (values, row[0])
-        keys = list(wanted.values())
         clashing = set()
-        for start in range(0, len(keys), chunk):
-            part = [values for values, _ in keys[start : start + chunk]]
+        for chunk in in_chunks(wanted.values()):
+            part = [values for values, _ in chunk]
             # By the key's first field (an index leads with it); a compound key is matched whole below.
             query = {fields[0]: {"$in": list({_key_bytes(values[:1]): values[0] for values in part}.values())}}
             for doc in db[name].find(query, {f: 1 for f in fields}):  # a key field: owned documents only
                 if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
                     clashing.add(doc["_id"])
         if clashing and not dry_run:
-            ordered = sorted(clashing, key=str)
-            for start in range(0, len(ordered), chunk):
-                ids = ordered[start : start + chunk]
+            for ids in in_chunks(sorted(clashing, key=str)):
                 if len(fields) == 1 and fields[0] in unset:
                     db[name].update_many({"_id": {"$in": ids}}, {"$unset": {fields[0]: ""}})
                 else:

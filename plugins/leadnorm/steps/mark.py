@@ -129,9 +129,9 @@ def _unmark(db: Database, ids: list, *, dry_run: bool) -> int:
     a `$or` beside the `$in` makes a server (SecantusDB) scan the whole collection."""
     unmarked = 0
     for chunk in in_chunks(ids):
-        for doc in db[SOURCE_COLLECTION].find({"_id": {"$in": chunk}}, dict.fromkeys(MARKERS, 1)):
-            if any(marker in doc for marker in MARKERS):
-                unmarked += 1
-                if not dry_run:
-                    db[SOURCE_COLLECTION].update_one({"_id": doc["_id"]}, {"$unset": dict.fromkeys(MARKERS, "")})
+        found = db[SOURCE_COLLECTION].find({"_id": {"$in": chunk}}, dict.fromkeys(MARKERS, 1))
+        marked = [doc["_id"] for doc in found if any(marker in doc for marker in MARKERS)]
+        unmarked += len(marked)
+        if marked and not dry_run:
+            db[SOURCE_COLLECTION].update_many({"_id": {"$in": marked}}, {"$unset": dict.fromkeys(MARKERS, "")})
     return unmarked
