@@ -185,3 +185,60 @@ def in_chunks(items: Iterable) -> Iterator[list]:
 def source_id(key: bytes):
     """The source `_id` a `legacy_key` encodes (its inverse), any BSON type, odd dates included."""
     return bson.decode(key, CODEC_OPTIONS)["_id"]
+
+
+# Sizes of BSON values by type byte: fixed, or read from the value (see `_value_end`).
+_FIXED_SIZE = {
+    0x01: 8,
+    0x06: 0,
+    0x07: 12,
+    0x08: 1,
+    0x09: 8,
+    0x0A: 0,
+    0x10: 4,
+    0x11: 8,
+    0x12: 8,
+    0x13: 16,
+    0xFF: 0,
+    0x7F: 0,
+}
+
+
+def _value_end(data: bytes, type_byte: int, start: int) -> int:
+    if type_byte in _FIXED_SIZE:
+        return start + _FIXED_SIZE[type_byte]
+    length = int.from_bytes(data[start : start + 4], "little")
+    if type_byte in (0x02, 0x0D, 0x0E):  # string, code, symbol: int32 length + bytes
+        return start + 4 + length
+    if type_byte in (0x03, 0x04, 0x0F):  # document, array, code with scope: total length
+        return start + length
+    if type_byte == 0x05:  # binary: int32 length + subtype + bytes
+        return start + 5 + length
+    if type_byte == 0x0B:  # regex: two C strings
+        return data.index(b"\0", data.index(b"\0", start) + 1) + 1
+    if type_byte == 0x0C:  # DBPointer: string + ObjectId
+        return start + 4 + length + 12
+    raise ValueError(f"unknown BSON type 0x{type_byte:02x}")
+
+
+def cut_fields(document: bytes, names: frozenset[bytes]) -> tuple[bytes, bytes]:
+    """A raw BSON document without its top-level fields `names` (every other byte as it was: what
+    a server's exclusion projection returns, without the server doing the work), and those fields
+    as a document of their own. Cheap when none is present: a byte search decides before parsing."""
+    if not any(name in document for name in names):
+        return document, _EMPTY_DOCUMENT
+    kept, cut, offset, end = [], [], 4, len(document) - 1
+    while offset < end:
+        key_end = document.index(b"\0", offset + 1)
+        value_end = _value_end(document, document[offset], key_end + 1)
+        (cut if document[offset + 1 : key_end] in names else kept).append(document[offset:value_end])
+        offset = value_end
+    return _document(kept), _document(cut)
+
+
+_EMPTY_DOCUMENT = bson.encode({})
+
+
+def _document(elements: list[bytes]) -> bytes:
+    body = b"".join(elements)
+    return (len(body) + 5).to_bytes(4, "little") + body + b"\0"

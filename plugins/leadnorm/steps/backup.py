@@ -24,6 +24,7 @@ from pymongo.database import Database
 
 from leadnorm.config import mask_uri
 from leadnorm.mongo import split_bson
+from leadnorm.steps.extract import ID_ORDER
 from leadnorm.steps.runstore import private_dir, write_private
 
 MANIFEST = "manifest.json"
@@ -32,7 +33,7 @@ MANIFEST = "manifest.json"
 def _dump_collection(db: Database, name: str, folder: Path) -> dict:
     digest, count, size = hashlib.sha256(), 0, 0
     with os.fdopen(os.open(folder / f"{name}.bson", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        for chunk in db[name].find_raw_batches({}, sort=[("_id", 1)], batch_size=2000):
+        for chunk in db[name].find_raw_batches({}, batch_size=2000, **ID_ORDER):
             out.write(chunk)
             digest.update(chunk)
             size += len(chunk)

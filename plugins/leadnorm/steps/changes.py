@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import bson
 from pymongo.database import Database
 
 from leadnorm.contract import (
@@ -23,8 +24,8 @@ from leadnorm.contract import (
     SOURCE_COLLECTION,
     legacy_key,
 )
-from leadnorm.mongo import split_bson
-from leadnorm.steps.extract import WITHOUT_MARKERS, fingerprint
+from leadnorm.mongo import CODEC_OPTIONS, cut_fields, split_bson
+from leadnorm.steps.extract import MARKER_NAMES, fingerprint
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,19 @@ class Changes:
         )
 
 
-def current_fingerprints(db: Database, batch_size: int = 2000) -> dict[bytes, bytes]:
-    """legacy_key -> fingerprint of every nested lead as it is now (raw bytes, nothing decoded but `_id`)."""
-    found = {}
-    cursor = db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, WITHOUT_MARKERS, batch_size=batch_size)
-    for chunk in cursor:
+def current_fingerprints(db: Database, batch_size: int = 2000) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    """legacy_key -> fingerprint of every nested lead as it is now (raw bytes, nothing decoded but
+    `_id` and the markers), and legacy_key -> the fingerprint its `_migrated` marks record."""
+    now, recorded = {}, {}
+    for chunk in db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=batch_size):
         for raw in split_bson(chunk):
-            found[_raw_id_key(raw)] = fingerprint(raw)
-    return found
+            content, markers = cut_fields(raw, MARKER_NAMES)
+            key = _raw_id_key(raw)
+            now[key] = fingerprint(content)
+            marks = bson.decode(markers, CODEC_OPTIONS)
+            if marks.get(MIGRATED) is True:
+                recorded[key] = marks.get(MIGRATED_FINGERPRINT)
+    return now, recorded
 
 
 def _raw_id_key(raw: bytes) -> bytes:
@@ -66,10 +72,7 @@ def _raw_id_key(raw: bytes) -> bytes:
 
 def detect_changes(db: Database) -> Changes:
     """Compare the source's fingerprints with those recorded by the last migration or refresh."""
-    now = current_fingerprints(db)
-    recorded = {}
-    for doc in db[SOURCE_COLLECTION].find({**NESTED_LEAD, MIGRATED: True}, {MIGRATED_FINGERPRINT: 1}):
-        recorded[legacy_key(doc["_id"])] = doc.get(MIGRATED_FINGERPRINT)
+    now, recorded = current_fingerprints(db)
     for doc in db[REJECTS_COLLECTION].find({}, {"fingerprint": 1}):
         recorded.setdefault(legacy_key(doc["_id"]), doc.get("fingerprint"))
     cleaned = {legacy_key(doc["_id"]) for doc in db[CLEANED_COLLECTION].find({}, {"_id": 1})}

@@ -26,7 +26,7 @@ import pandas as pd
 from bson.raw_bson import RawBSONDocument
 from pymongo import ReplaceOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from leadnorm.errors import LoadError
 from leadnorm.mongo import CODEC_OPTIONS, in_chunks
@@ -197,6 +197,16 @@ def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run
                     db[name].delete_many({"_id": {"$in": ids}})
         released += len(clashing)
     return released
+
+
+def build_indexes_after_load(db: Database, name: str, indexes: list) -> None:
+    """A bulk-loaded collection's indexes; a unique key the load duplicated fails here, one line.
+    (A run that dies before this finds the collection filled, and builds them before its load.)"""
+    try:
+        db[name].create_indexes(indexes)
+    except OperationFailure as exc:
+        reason = (exc.details or {}).get("errmsg", exc)
+        raise LoadError(f"{name}: an index could not be built after the bulk load: {reason}") from None
 
 
 def _write(name: str, operation) -> None:
