@@ -134,3 +134,28 @@ def test_a_frame_written_in_this_process_is_read_back_from_memory(tmp_path):
     run.frame_path("messy").write_bytes(b"garbage")  # the file is not read again in this process
     back = run.read_frame("messy")
     assert back.equals(frame) and back is not frame
+
+
+def test_a_run_staged_in_object_storage(db, tmp_path, monkeypatch):
+    """Staging at a URL goes through Airflow's ObjectStoragePath (memory:// here; s3:// or gs://
+    with workers on several machines): the run reads back what it staged, with no local file."""
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    attach("memory", fs=MemoryFileSystem())  # what a provider does for s3:// or gs://
+    monkeypatch.setenv("LEADNORM_STAGING_DIR", f"memory://staging-{tmp_path.name}")
+    seed_leads(db, 150, seed=4)
+    run = RunFolder.new("dag/manual__1")
+    assert isinstance(run.root, ObjectStoragePath)
+    _, report = migrate(db, backup_dir=tmp_path / "backups", skip_validation=True, run=run)
+    assert report.ok
+
+    handed_over = RunFolder.at(str(run.root))  # as the next task gets it through XCom: nothing cached
+    assert handed_over.root == run.root and handed_over.batch_paths()
+    assert len(handed_over.read_frame("leads")) == db.leads.count_documents({"legacy_lead_id": {"$exists": True}})
+    assert handed_over.read_result("mark")["marked"] > 0
+    assert [r.path for r in list_runs()] == [run.root]
+
+    assert [r.path for r in prune(timedelta(0))] == [run.root]
+    assert not run.root.exists() and list_runs() == []

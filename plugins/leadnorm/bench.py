@@ -79,6 +79,12 @@ def run_child(args: list[str], env: dict, log: Path) -> Child:
     )
 
 
+def last_line(log: Path) -> str:
+    """The child's last words (its one-line error): the log goes with the bench's scratch folder."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
 def _copy_nested(source: Database, target: Database, limit: int = 0) -> int:
     """The first `limit` (0: all) nested leads of `source`, as they were before any migration."""
     batch, copied = [], 0
@@ -160,7 +166,7 @@ def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percen
         command += ["--backup-dir", str(work / "backups"), "--timings-json", str(timings)]
         migrated = run_child(command, env, work / "bench.log")
         if migrated.returncode != 0:
-            raise RuntimeError(f"migrate exited {migrated.returncode}; see {work / 'bench.log'}")
+            raise RuntimeError(f"migrate exited {migrated.returncode}: {last_line(work / 'bench.log')}")
         steps = json.loads(timings.read_text())
         floor_s = measure_floor(ours, floor)
         floor.client.drop_database(floor.name)
@@ -183,7 +189,7 @@ def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percen
             command += ["--backup-dir", str(work / "backups"), "--timings-json", str(timings)]
             refreshed = run_child(command, env, work / "bench.log")
             if refreshed.returncode != 0:
-                raise RuntimeError(f"refresh exited {refreshed.returncode}; see {work / 'bench.log'}")
+                raise RuntimeError(f"refresh exited {refreshed.returncode}: {last_line(work / 'bench.log')}")
             result.update(
                 refresh_changed=changed,
                 refresh_seconds=refreshed.seconds,

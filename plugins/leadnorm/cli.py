@@ -290,12 +290,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _staging_list(args: argparse.Namespace) -> int:
-    from leadnorm.config import staging_dir
+    from leadnorm.config import staging_location
     from leadnorm.steps.runstore import list_runs
 
     runs = list_runs()
     if not runs:
-        print(f"no run folders in {staging_dir()}")
+        print(f"no run folders in {staging_location()}")
         return 0
     rows = [("path", "command", "age", "size", "steps saved")]
     rows += [(str(r.path), r.command, _duration(r.age), _size(r.size_bytes), ", ".join(r.steps) or "-") for r in runs]

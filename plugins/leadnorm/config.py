@@ -29,8 +29,10 @@ def backups_dir() -> Path:
     return Path(os.environ.get("LEADNORM_BACKUP_DIR", PROJECT_ROOT / "backups"))
 
 
-def staging_dir() -> Path:
-    return Path(os.environ.get("LEADNORM_STAGING_DIR", state_dir() / "staging"))
+def staging_location() -> str:
+    """Where run folders go: `LEADNORM_STAGING_DIR`, a local folder or any URL Airflow's
+    ObjectStoragePath reads (shared by workers on several machines), else .leadnorm/staging."""
+    return os.environ.get("LEADNORM_STAGING_DIR") or str(state_dir() / "staging")
 
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<userinfo>[^@/\s]+)@", re.IGNORECASE)

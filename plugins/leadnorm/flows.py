@@ -92,7 +92,6 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
     @task(retries=2)
     def plan(run_root: str, held: dict, params=None) -> list[int]:
         """How the run reads the source: its partitions (a refresh: of its scope alone)."""
-        from pathlib import Path
 
         from leadnorm.steps.changes import detect_changes
         from leadnorm.steps.pipeline import plan_step
@@ -100,58 +99,53 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
 
         db = working(held)
         changes = detect_changes(db) if kind == "refresh" else None
-        return plan_step(db, RunFolder(Path(run_root)), params["partitions"], changes=changes)
+        return plan_step(db, RunFolder.at(run_root), params["partitions"], changes=changes)
 
     @task(retries=2, map_index_template="partition {{ partition }}")
     def extract(run_root: str, held: dict, partition: int, params=None) -> int:
-        from pathlib import Path
 
         from leadnorm.steps.pipeline import extract_step
         from leadnorm.steps.runstore import RunFolder
 
         get_current_context()["partition"] = partition
-        extract_step(working(held), RunFolder(Path(run_root)), params["batch_size"], partition)
+        extract_step(working(held), RunFolder.at(run_root), params["batch_size"], partition)
         return partition
 
     @task(retries=0, map_index_template="partition {{ partition }}")
     def split(run_root: str, partition: int) -> int:
         """Pure: one partition's nested leads into mention frames."""
-        from pathlib import Path
 
         from leadnorm.steps.pipeline import split_step
         from leadnorm.steps.runstore import RunFolder
 
         get_current_context()["partition"] = partition
-        split_step(RunFolder(Path(run_root)), partition)
+        split_step(RunFolder.at(run_root), partition)
         return partition
 
     @task(retries=0)
     def resolve(run_root: str, held: dict) -> str:
         """Every partition's mentions at once (dedupe exact across partitions), keeping the
         company and persona ids already stored."""
-        from pathlib import Path
 
         from leadnorm.steps.pipeline import resolve_step
         from leadnorm.steps.runstore import RunFolder
 
-        resolve_step(RunFolder(Path(run_root)), working(held))
+        resolve_step(RunFolder.at(run_root), working(held))
         return run_root
 
     @task(retries=0)
     def validate(run_root: str, params=None) -> list[str]:
         """The gate; returns the collections to load, which the load task maps over."""
-        from pathlib import Path
 
         from leadnorm.schema import COLLECTIONS
         from leadnorm.steps.pipeline import validate_step
         from leadnorm.steps.runstore import RunFolder
 
-        validate_step(RunFolder(Path(run_root)), dry_run=params["dry_run"])
+        validate_step(RunFolder.at(run_root), dry_run=params["dry_run"])
         return list(COLLECTIONS)
 
     @task(map_index_template="{{ collection }}", retries=3, multiple_outputs=False)
     def load(run_root: str, held: dict, collection: str, params=None) -> dict:
-        from pathlib import Path
 
         from leadnorm.steps.pipeline import load_step
         from leadnorm.steps.runstore import RunFolder
@@ -159,7 +153,7 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         get_current_context()["collection"] = collection
         return load_step(
             working(held),
-            RunFolder(Path(run_root)),
+            RunFolder.at(run_root),
             collection,
             dry_run=params["dry_run"],
             batch_size=params["batch_size"],
@@ -167,12 +161,11 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
 
     @task(retries=3)
     def mark(run_root: str, held: dict, params=None) -> str:
-        from pathlib import Path
 
         from leadnorm.steps.pipeline import keys_step, mark_step, prune_step
         from leadnorm.steps.runstore import RunFolder
 
-        db, run = working(held), RunFolder(Path(run_root))
+        db, run = working(held), RunFolder.at(run_root)
         mark_step(db, run, dry_run=params["dry_run"], batch_size=params["batch_size"])
         prune_step(db, run, dry_run=params["dry_run"])
         keys_step(db, run, dry_run=params["dry_run"])
@@ -183,7 +176,6 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         """Fails the run unless every nested lead is accounted for and every reference resolves;
         then emits one event per collection with its row count and what the run wrote."""
         import logging
-        from pathlib import Path
 
         from leadnorm.assets import asset_event_extras, emit_asset_events
         from leadnorm.errors import LeadnormError
@@ -191,7 +183,7 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         from leadnorm.steps.pipeline import save_summary, summary, verify_step
         from leadnorm.steps.runstore import RunFolder
 
-        db, run = working(held), RunFolder(Path(run_root))
+        db, run = working(held), RunFolder.at(run_root)
         report = None if params["dry_run"] else verify_step(db, run)
         text = summary(run, dry_run=params["dry_run"])
         saved = save_summary(text, f"{dag_run.dag_id}/{dag_run.run_id}")
@@ -212,13 +204,12 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
     def remove_run_folder(run_root: str, held: dict) -> None:
         """Only after a successful run (a failed one keeps its folder for the retry); backups of
         this database are pruned to the last 10 then, the one before its first migration kept."""
-        from pathlib import Path
 
         from leadnorm.config import backups_dir
         from leadnorm.steps.housekeeping import prune_backups
         from leadnorm.steps.runstore import RunFolder
 
-        RunFolder(Path(run_root)).remove()
+        RunFolder.at(run_root).remove()
         prune_backups(backups_dir(), held["database"])
 
     @task(retries=2)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 
 import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, PyMongoError, ServerSelectionTimeoutError
@@ -19,6 +20,8 @@ from leadnorm.errors import ConfigError, ServerUnreachable, SourceError
 # Timezone-aware UTC datetimes both ways, so values compare equal after a round trip; a date
 # outside Python's range decodes as bson.DatetimeMS instead of failing the whole batch.
 CODEC_OPTIONS = CodecOptions(tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+# The same for documents kept as the server's bytes (fields decoded only when read).
+RAW_CODEC_OPTIONS = CODEC_OPTIONS.with_options(document_class=RawBSONDocument)
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -180,6 +183,11 @@ def in_chunks(items: Iterable) -> Iterator[list]:
     items = list(items)
     for start in range(0, len(items), IN_LIST):
         yield items[start : start + IN_LIST]
+
+
+def raw_id(document: bytes):
+    """The `_id` of a raw BSON document, decoding no other field's value."""
+    return RawBSONDocument(document, RAW_CODEC_OPTIONS)["_id"]
 
 
 def source_id(key: bytes):

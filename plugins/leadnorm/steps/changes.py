@@ -24,7 +24,7 @@ from leadnorm.contract import (
     SOURCE_COLLECTION,
     legacy_key,
 )
-from leadnorm.mongo import CODEC_OPTIONS, cut_fields, split_bson
+from leadnorm.mongo import CODEC_OPTIONS, cut_fields, raw_id, split_bson
 from leadnorm.steps.extract import MARKER_NAMES, fingerprint
 
 
@@ -55,19 +55,12 @@ def current_fingerprints(db: Database, batch_size: int = 2000) -> tuple[dict[byt
     for chunk in db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=batch_size):
         for raw in split_bson(chunk):
             content, markers = cut_fields(raw, MARKER_NAMES)
-            key = _raw_id_key(raw)
+            key = legacy_key(raw_id(raw))
             now[key] = fingerprint(content)
             marks = bson.decode(markers, CODEC_OPTIONS)
             if marks.get(MIGRATED) is True:
                 recorded[key] = marks.get(MIGRATED_FINGERPRINT)
     return now, recorded
-
-
-def _raw_id_key(raw: bytes) -> bytes:
-    """`legacy_key` of a raw document's `_id`, decoding nothing else."""
-    from bson.raw_bson import RawBSONDocument
-
-    return legacy_key(RawBSONDocument(raw)["_id"])
 
 
 def detect_changes(db: Database) -> Changes:

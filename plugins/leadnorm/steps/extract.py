@@ -12,11 +12,10 @@ from pathlib import Path
 
 import bson
 import pandas as pd
-from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
 
 from leadnorm.contract import MARKERS, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import CODEC_OPTIONS, cut_fields, in_chunks, source_id, split_bson
+from leadnorm.mongo import CODEC_OPTIONS, cut_fields, in_chunks, raw_id, source_id, split_bson
 
 
 def count_nested_leads(db: Database) -> int:
@@ -73,7 +72,7 @@ def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Ite
         ids = [source_id(key) for key in part]
         cursor = db[SOURCE_COLLECTION].find_raw_batches({**NESTED_LEAD, "_id": {"$in": ids}})
         found = [without_markers(raw) for chunk in cursor for raw in split_bson(chunk)]
-        pending += [raw for raw in found if legacy_key(RawBSONDocument(raw)["_id"]) in wanted]  # $in: 42 == 42.0
+        pending += [raw for raw in found if legacy_key(raw_id(raw)) in wanted]  # $in: 42 == 42.0
         if len(pending) >= batch_size:
             yield b"".join(pending)
             pending = []

@@ -29,13 +29,10 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from leadnorm.errors import LoadError
-from leadnorm.mongo import CODEC_OPTIONS, in_chunks
+from leadnorm.mongo import CODEC_OPTIONS, RAW_CODEC_OPTIONS, in_chunks
 from leadnorm.steps.progress import Progress
 
 log = logging.getLogger("leadnorm")
-
-# Stored documents as the server's bytes, frame documents encoded the same way (UTC datetimes).
-_RAW = CODEC_OPTIONS.with_options(document_class=RawBSONDocument)
 
 
 @dataclass
@@ -89,7 +86,7 @@ def to_documents(frame: pd.DataFrame) -> Iterator[dict]:
 
 def _stored(db: Database, name: str, ids: list | None) -> Iterator[RawBSONDocument]:
     """The stored documents of `name` (only those with `ids`, when given) in `_id` order."""
-    collection = db[name].with_options(codec_options=_RAW)
+    collection = db[name].with_options(codec_options=RAW_CODEC_OPTIONS)
     if ids is None:
         yield from collection.find(scope(name), sort=[("_id", 1)], batch_size=2000)
         return

@@ -18,13 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import bson
 import bson.errors
 import numpy as np
 import pandas as pd
 
-from leadnorm.config import staging_dir
+from leadnorm.config import staging_location
 from leadnorm.errors import StagingError
 from leadnorm.mongo import CODEC_OPTIONS, split_bson
 
@@ -32,8 +33,30 @@ RUN_FILE = "run.json"  # marks a run folder: who made it, when
 FRAME_FORMAT = "leadnorm-frame/1"
 
 
+def staging_path(location: str | os.PathLike):
+    """A run folder's location as a path. A local folder (a path, or a file:// URL) is a pathlib
+    Path: owner-only modes, atomic renames. Any other URL (s3://conn_id@bucket/staging, gs://...)
+    is Airflow's ObjectStoragePath, so the tasks of one run can work on several machines."""
+    text = os.fspath(location)
+    if "://" not in text:
+        return Path(text)
+    if text.startswith("file://"):
+        return Path(urlsplit(text).path)
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(text)
+
+
+def _local(path) -> bool:
+    return isinstance(path, Path)
+
+
 def private_dir(path: Path) -> Path:
-    """`path`, each missing level created readable by this user only (existing ones keep their mode)."""
+    """`path`, each missing level created readable by this user only (existing ones keep their mode).
+    In object storage, access is the bucket's policy, and folders are prefixes."""
+    if not _local(path):
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     for level in [*reversed(path.parents), path]:
         if not level.exists():
             level.mkdir(mode=0o700, exist_ok=True)
@@ -41,7 +64,11 @@ def private_dir(path: Path) -> Path:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (a temp file renamed), mode 0600."""
+    """Write `data` to `path` atomically (a temp file renamed), mode 0600; an object in object
+    storage, which appears whole or not at all."""
+    if not _local(path):
+        path.write_bytes(data)
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -53,7 +80,7 @@ def write_private(path: Path, data: bytes) -> None:
 class RunFolder:
     """Where one run keeps its staged batches, frames and step results."""
 
-    root: Path
+    root: Path  # or an ObjectStoragePath: see `staging_path`
     # Frames this process wrote: a run whose steps share a process (the command line) reads
     # them back from memory; the file is still written, for a rerun or the next task.
     written: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
@@ -62,11 +89,18 @@ class RunFolder:
     def new(cls, name: str | None = None, command: str = "migrate") -> RunFolder:
         """A run folder under the staging directory, created owner-only."""
         name = name or "run-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        return cls(staging_dir() / name.replace(":", "_").replace("+", "_")).create(command)
+        return cls(staging_path(staging_location()) / name.replace(":", "_").replace("+", "_")).create(command)
+
+    @classmethod
+    def at(cls, location: str) -> RunFolder:
+        """The run folder a DAG task was handed (`str(run.root)` through XCom)."""
+        return cls(staging_path(location))
 
     def create(self, command: str = "migrate") -> RunFolder:
         """Make the folder (again): a rerun of the same run keeps what its steps saved."""
-        private_dir(self.root).chmod(0o700)
+        private_dir(self.root)
+        if _local(self.root):
+            self.root.chmod(0o700)
         if not (self.root / RUN_FILE).exists():
             info = {
                 "command": command,
@@ -82,7 +116,10 @@ class RunFolder:
         return self.root / "source"
 
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        if _local(self.root):
+            shutil.rmtree(self.root, ignore_errors=True)
+        elif self.root.exists():
+            self.root.fs.rm(self.root.path, recursive=True)
 
     # --- source batches: raw BSON as the server sent it ---------------------------
 
@@ -98,7 +135,7 @@ class RunFolder:
     def batch_paths(self, partition: int | None = None) -> list[Path]:
         """The staged batches of one partition, or of all."""
         part = "part-*" if partition is None else f"part-{partition:03d}"
-        return sorted(self.batches.glob(f"{part}/batch-*.bson"))
+        return sorted(self.batches.glob(f"{part}/batch-*.bson"), key=str)
 
     # --- step results: small JSON records ------------------------------------------
 
@@ -197,7 +234,7 @@ class StagedRun:
 
 def list_runs(directory: Path | None = None) -> list[StagedRun]:
     """Run folders under the staging directory, oldest first (a successful run leaves none)."""
-    directory = directory or staging_dir()
+    directory = directory or staging_path(staging_location())
     runs = []
     for marker in directory.rglob(RUN_FILE) if directory.exists() else ():
         folder = marker.parent
@@ -216,7 +253,7 @@ def prune(older_than: timedelta, directory: Path | None = None) -> list[StagedRu
     """Remove the run folders created more than `older_than` ago; returns them."""
     removed = [run for run in list_runs(directory) if run.age > older_than]
     for run in removed:
-        shutil.rmtree(run.path, ignore_errors=True)
+        RunFolder(run.path).remove()
     return removed
 
 
