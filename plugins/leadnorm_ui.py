@@ -1,0 +1,26 @@
+"""Airflow plugin: the Jazon leads application inside the Airflow UI.
+
+Mounts `leadnorm.ui.app` (FastAPI) under /leadnorm on Airflow's API server, puts **Leads** in
+the UI's navigation and **Data Docs** on the page of every DAG run. Its endpoints require an
+Airflow sign-in like Airflow's own API (see `leadnorm.ui.app`).
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from leadnorm.ui.app import create_app
+
+
+class LeadnormUiPlugin(AirflowPlugin):
+    name = "leadnorm"
+    fastapi_apps = [{"app": create_app(), "url_prefix": "/leadnorm", "name": "Leads"}]
+    external_views = [
+        {"name": "Leads", "href": "leadnorm/leads", "destination": "nav", "url_route": "leads"},
+        {
+            "name": "Data Docs",
+            "href": "leadnorm/runs/{DAG_ID}/{RUN_ID}/docs",
+            "destination": "dag_run",
+            "url_route": "data-docs",
+        },
+    ]
