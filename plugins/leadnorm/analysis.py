@@ -22,7 +22,7 @@ import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.contract import CLEANED_COLLECTION, FIT_TIERS, MIGRATED, NESTED_LEAD, SOURCE_COLLECTION, STATUSES
-from leadnorm.views import normalized_leads
+from leadnorm.views import application_leads
 
 NO_TIER = "none"  # no ICP score, or a tier the migration could not read (stored as "")
 
@@ -46,10 +46,10 @@ def _tier_order(tiers) -> list[str]:
 
 
 def leads_by_status_and_tier(db: Database) -> pd.DataFrame:
-    """Normalized leads counted by status (rows) and ICP fit tier (columns A-D and none)."""
+    """Leads (normalized and uploaded) counted by status (rows) and ICP fit tier (columns A-D and none)."""
     rows = db[SOURCE_COLLECTION].aggregate(
         [
-            {"$match": normalized_leads()},
+            {"$match": application_leads()},
             *_to_one("icp_scores", "_id", "lead_id", "icp"),
             {"$group": {"_id": {"status": "$status", "fit_tier": _or_empty("icp.fit_tier")}, "leads": {"$sum": 1}}},
         ]
@@ -65,10 +65,10 @@ def leads_by_status_and_tier(db: Database) -> pd.DataFrame:
 
 
 def companies_by_lead_count(db: Database, top: int = 20) -> pd.DataFrame:
-    """The `top` companies by number of normalized leads: name, domain ("" when none), leads."""
+    """The `top` companies by number of leads: name, domain ("" when none), leads."""
     rows = db[SOURCE_COLLECTION].aggregate(
         [
-            {"$match": normalized_leads({"company_id": {"$exists": True}})},
+            {"$match": application_leads({"company_id": {"$exists": True}})},
             {"$group": {"_id": "$company_id", "leads": {"$sum": 1}}},
             {"$sort": {"leads": -1, "_id": 1}},
             {"$limit": top},

@@ -267,6 +267,28 @@ def _kept(run) -> str:
     return f"run folder kept for the retry: {run.root}"
 
 
+def _ingest_csv(args: argparse.Namespace) -> int:
+    """Exit 2, writing nothing, when the file is unreadable or lacks a column; rejected rows are
+    reported by line number and the rest is loaded (exit 0)."""
+    from leadnorm.errors import UploadError
+    from leadnorm.steps.ingest import check_file, ingest_csv
+    from leadnorm.steps.lock import hold_lock
+
+    path = Path(args.file)
+    try:
+        check_file(path)  # before connecting: a bad file needs no server
+    except UploadError as exc:
+        _error(str(exc))
+        return 2
+    db = _database(args)
+    with hold_lock(db, "ingest-csv"):
+        result = ingest_csv(db, path)
+    for reject in result.rejected:
+        print(f"{path.name} line {reject.line}: rejected, {reject.reason}", file=sys.stderr)
+    print(result.render())
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from leadnorm.mongo import require_source
 
@@ -445,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--confirm", required=True, metavar="DB", help="the database name, to confirm")
     cleanup.add_argument("--backup-dir", help="where the backup goes (default: backups/)")
     cleanup.set_defaults(run=_cleanup)
+
+    ingest = commands.add_parser(
+        "ingest-csv", help="load a CSV of leads (name, title, company, email[, linkedin_url, phone, domain])"
+    )
+    ingest.add_argument("file", help="the CSV file; its header is line 1")
+    _add_database_args(ingest)
+    ingest.set_defaults(run=_ingest_csv)
 
     verify = commands.add_parser("verify", help="reconcile source and target without writing anything")
     _add_database_args(verify)

@@ -11,12 +11,15 @@ import bson
 DEFAULT_DB = "jazon_ai_sdr"
 SOURCE_COLLECTION = "leads"
 REJECTS_COLLECTION = "migration_rejects"
+UPLOAD_REJECTS_COLLECTION = "upload_rejects"  # CSV rows not loaded: file sha256, line, reason
 
 # A nested (source) lead is a document of the source collection with `lead_input`;
 # normalized leads share the collection and carry `legacy_lead_id` instead.
 NESTED_FIELD = "lead_input"
 NESTED_LEAD = {NESTED_FIELD: {"$exists": True}}
 NORMALIZED_LEAD = {"legacy_lead_id": {"$exists": True}}
+# Leads created from a CSV upload (`leadnorm.steps.ingest`): application data, kept by refresh and rollback.
+UPLOADED_LEAD = {"extra.upload": {"$exists": True}, NESTED_FIELD: {"$exists": False}}
 
 # Set on a source lead once everything derived from it is written.
 MIGRATED = "_migrated"

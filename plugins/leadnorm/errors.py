@@ -41,3 +41,7 @@ class LockHeld(LeadnormError):
 
 class BackupError(LeadnormError):
     """A backup is missing, altered or truncated: nothing was restored."""
+
+
+class UploadError(LeadnormError):
+    """A CSV upload that cannot be read as the contract's columns: nothing of it was written."""

@@ -1,4 +1,4 @@
-"""The joined lead: one normalized lead with everything that hangs on it, as the seed app's
+"""The joined lead: one lead (normalized or uploaded) with everything that hangs on it, as the seed app's
 GET /api/leads and /api/leads/[id] serve it.
 
 Each view is ONE aggregation, run entirely by the server. Every join is a `$lookup` by
@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
-from leadnorm.contract import NORMALIZED_LEAD, SOURCE_COLLECTION
+from leadnorm.contract import SOURCE_COLLECTION
 
-# Normalized leads share `leads` with the nested source and carry `legacy_lead_id`; a nested
-# lead may hold any field, that one too, but always has `lead_input`.
+# The application's leads share `leads` with the nested source: the normalized ones (with a
+# `legacy_lead_id`) and the uploaded ones (status `uploaded`, from a CSV). A nested lead may
+# hold any field, those too, but always has `lead_input`.
 NOT_NESTED = {"lead_input": {"$exists": False}}
 
 
@@ -41,7 +42,7 @@ def _first_or_null(field: str) -> dict:
 
 
 def lead_joins() -> list[dict]:
-    """The stages that turn normalized leads into joined leads; reusable after any `$match`."""
+    """The stages that turn leads into joined leads; reusable after any `$match`."""
     return [
         _lookup("companies", "company_id", "_id", "company"),
         _lookup("personas", "persona_id", "_id", "persona"),
@@ -72,17 +73,17 @@ def lead_joins() -> list[dict]:
     ]
 
 
-def normalized_leads(match: dict | None = None) -> dict:
-    """`match` restricted to normalized leads. A flat filter with `match` first where the keys
-    allow it: the embedded server's planner finds `_id` that way and scans under `$and`."""
-    restriction = {**NORMALIZED_LEAD, **NOT_NESTED}
-    if match and match.keys() & restriction.keys():
-        return {"$and": [match, restriction]}
-    return {**(match or {}), **restriction}
+def application_leads(match: dict | None = None) -> dict:
+    """`match` restricted to the application's leads (normalized and uploaded). A flat filter
+    with `match` first where the keys allow it: the embedded server's planner finds `_id`
+    that way and scans under `$and`."""
+    if match and match.keys() & NOT_NESTED.keys():
+        return {"$and": [match, NOT_NESTED]}
+    return {**(match or {}), **NOT_NESTED}
 
 
 def lead_pipeline(match: dict | None = None, *, skip: int = 0, limit: int | None = None) -> list[dict]:
-    """Joined normalized leads matching `match` (on the lead's own fields), by `_id`.
+    """Joined leads matching `match` (on the lead's own fields), by `_id`.
 
     The page is cut before the joins, so only the leads returned are joined."""
     if skip < 0 or (limit is not None and limit < 1):
@@ -90,15 +91,15 @@ def lead_pipeline(match: dict | None = None, *, skip: int = 0, limit: int | None
     page = [{"$skip": skip}] if skip else []
     if limit is not None:
         page.append({"$limit": limit})
-    return [{"$match": normalized_leads(match)}, {"$sort": {"_id": 1}}, *page, *lead_joins()]
+    return [{"$match": application_leads(match)}, {"$sort": {"_id": 1}}, *page, *lead_joins()]
 
 
 def lead(db: Database, lead_id) -> dict | None:
-    """The joined normalized lead with this `_id`, or None (a nested lead's id gives None too)."""
+    """The joined lead (normalized or uploaded) with this `_id`, or None (a nested lead's id gives None too)."""
     return next(db[SOURCE_COLLECTION].aggregate(lead_pipeline({"_id": lead_id}, limit=1)), None)
 
 
 def leads(db: Database, filter: dict | None = None, limit: int = 50, skip: int = 0) -> list[dict]:
-    """One page of joined normalized leads, filtered on the lead's own fields (`status`,
+    """One page of joined leads (normalized and uploaded), filtered on the lead's own fields (`status`,
     `company_id`, ...; a joined field such as `company.name` matches nothing), by `_id`."""
     return list(db[SOURCE_COLLECTION].aggregate(lead_pipeline(filter, skip=skip, limit=limit)))

@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 
 from bson import json_util
-from pymongo import IndexModel
+from pymongo import IndexModel, UpdateOne
 from pymongo.database import Database
 
 from leadnorm.contract import (
@@ -31,9 +31,11 @@ from leadnorm.contract import (
     NESTED_LEAD,
     NORMALIZED_LEAD,
     SOURCE_COLLECTION,
+    UPLOADED_LEAD,
     legacy_key,
 )
 from leadnorm.errors import BackupError
+from leadnorm.mongo import in_chunks
 from leadnorm.steps.backup import MANIFEST, restore_collection
 from leadnorm.steps.housekeeping import PARTIAL, list_backups
 
@@ -127,6 +129,7 @@ class RollbackResult:
     normalized_leads_before: int = 0
     normalized_leads_after: int = 0
     cleaned_kept: int = 0  # migration_cleaned records still true of the restored source
+    uploaded_leads_kept: int = 0  # CSV-uploaded leads, put back with their companies and personas
 
     def as_dict(self) -> dict:
         return {**asdict(self), "folder": str(self.folder)}
@@ -136,7 +139,8 @@ class RollbackResult:
         dropped = ", ".join(f"{name} ({count})" for name, count in self.dropped.items()) or "nothing"
         return (
             f"rollback from {self.folder}: restored {restored}; dropped {dropped}; "
-            f"normalized leads {self.normalized_leads_before} -> {self.normalized_leads_after}"
+            f"normalized leads {self.normalized_leads_before} -> {self.normalized_leads_after}; "
+            f"uploaded leads kept {self.uploaded_leads_kept}"
         )
 
 
@@ -148,6 +152,7 @@ def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> Rollbac
     if manifest["database"] != db.name:
         raise BackupError(f"{folder}: a backup of database {manifest['database']!r}, not {db.name!r}")
     result = RollbackResult(folder, normalized_leads_before=db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD))
+    uploads = uploaded_with_references(db)
     for name in sorted(manifest["collections"], key=lambda n: n != SOURCE_COLLECTION):
         result.restored[name] = restore_collection(db, folder, name)
         _restore_indexes(db, folder / manifest["database"] / f"{name}.metadata.json", name)
@@ -166,8 +171,30 @@ def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> Rollbac
         if not result.cleaned_kept:
             result.dropped[CLEANED_COLLECTION] = held
             db.drop_collection(CLEANED_COLLECTION)
+    result.uploaded_leads_kept = put_back(db, uploads)
     result.normalized_leads_after = db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD)
     return result
+
+
+def uploaded_with_references(db: Database) -> dict[str, list[dict]]:
+    """The uploaded leads, and the companies and personas they reference: application data
+    that no migration wrote, so no rollback removes it."""
+    leads = list(db[SOURCE_COLLECTION].find(UPLOADED_LEAD))
+    kept = {SOURCE_COLLECTION: leads}
+    for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
+        ids = {lead[column] for lead in leads if lead.get(column) is not None}
+        kept[collection] = [doc for part in in_chunks(ids) for doc in db[collection].find({"_id": {"$in": part}})]
+    return kept
+
+
+def put_back(db: Database, kept: dict[str, list[dict]]) -> int:
+    """Insert what `uploaded_with_references` kept where the restore left no document of that id
+    (a restored one wins); returns the uploaded leads there now."""
+    for collection in ("companies", "personas", SOURCE_COLLECTION):
+        writes = [UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True) for doc in kept[collection]]
+        if writes:
+            db[collection].bulk_write(writes, ordered=False)
+    return len(kept[SOURCE_COLLECTION])
 
 
 def _restore_indexes(db: Database, metadata: Path, collection: str) -> None:

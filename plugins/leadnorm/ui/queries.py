@@ -17,7 +17,7 @@ from pymongo.database import Database
 
 from leadnorm.contract import FIT_TIERS, SOURCE_COLLECTION, STATUSES
 from leadnorm.mongo import in_chunks
-from leadnorm.views import lead, lead_pipeline, normalized_leads
+from leadnorm.views import application_leads, lead, lead_pipeline
 
 MAX_LIMIT = 200
 # Text a viewer who may not see personal data can search: never a name or an email, which
@@ -78,7 +78,7 @@ def find_leads(db: Database, wanted: LeadFilter, *, show_personal: bool) -> Lead
     )
     page_ids, skipped = [], 0
     for part in in_chunks(tiered):  # in `_id` order, 100 at a time, until the page is full
-        query = normalized_leads({**match, "_id": {"$in": part}})
+        query = application_leads({**match, "_id": {"$in": part}})
         for found in collection.find(query, {"_id": 1}, sort=[("_id", 1)]):
             if skipped < wanted.skip:
                 skipped += 1

@@ -1,0 +1,179 @@
+"""CSV upload against the real server: companies and personas found by the contract's keys,
+new ones created, bad rows rejected by line number, nothing created twice, large files in
+chunks, bad files refused whole; and verify, refresh and the Leads view with uploaded leads."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leadnorm.contract import NESTED_LEAD, NORMALIZED_LEAD, UPLOAD_REJECTS_COLLECTION
+from leadnorm.devtools.seed import seed_leads
+from leadnorm.schema import COLLECTIONS
+from leadnorm.steps.ingest import ingest_csv
+from leadnorm.steps.pipeline import migrate, refresh
+from leadnorm.steps.runstore import RunFolder
+from leadnorm.views import lead as joined_lead
+
+UPLOADED = {"extra.upload": {"$exists": True}}  # nested source leads have a `status` of their own
+
+
+@pytest.fixture
+def migrated(db, tmp_path):
+    seed_leads(db, 60, seed=8)
+    migrate(db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "run"))
+    return db
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def snapshot(db) -> dict:
+    return {name: sorted(db[name].find(), key=lambda d: str(d["_id"])) for name in COLLECTIONS}
+
+
+def mixed_file(db, tmp_path) -> tuple[Path, dict]:
+    """Header in another order and case; rows: a migrated persona's email (other case) at a
+    migrated company's domain (as a URL), a new person at a new company, a new person at a
+    migrated company named without a domain, then three bad rows."""
+    persona = db.personas.find_one({"email": {"$exists": True}})
+    company = db.companies.find_one({"domain": {"$exists": True}})
+    named = db.companies.find_one({"domain": {"$exists": False}}) or company
+    header = ["EMAIL", "Name", "company", " Title ", "Domain", "phone"]
+    rows = [
+        [
+            persona["email"].upper(),
+            "Someone Known",
+            company["name"],
+            "CTO",
+            f"https://www.{company['domain']}/about",
+            "",
+        ],
+        ["new.person@fresh-co.example", "New Person", "Fresh Co", "VP Sales", "fresh-co.example", "+1 555 0100"],
+        ["", "Nameonly Person", f"  {named['name'].upper()} ", "Engineer", "", ""],
+        ["", "", "Nobody Inc", "Ghost", "", ""],
+        ["not-an-email", "Bad Email", "X", "Y", "", ""],
+        ["also@bad", "Bad Too", "X", "Y", "", ""],
+    ]
+    return write_csv(tmp_path / "upload.csv", header, rows), {"persona": persona, "company": company, "named": named}
+
+
+def test_ingest_reuses_creates_and_rejects_by_line(migrated, tmp_path):
+    db = migrated
+    path, known = mixed_file(db, tmp_path)
+    companies, personas = db.companies.count_documents({}), db.personas.count_documents({})
+    result = ingest_csv(db, path)
+
+    assert result.rows == 6 and result.leads_created == 3
+    assert [(r.line, r.reason) for r in result.rejected] == [
+        (5, "neither name nor email"),
+        (6, "malformed email"),
+        (7, "malformed email"),
+    ]
+    assert db.companies.count_documents({}) == companies + 1  # only Fresh Co is new
+    assert db.personas.count_documents({}) == personas + 2  # the new person and the name-only one
+    uploaded = {lead["name"]: lead for lead in db.leads.find(UPLOADED)}
+    assert set(uploaded) == {"Someone Known", "New Person", "Nameonly Person"}
+    assert uploaded["Someone Known"]["persona_id"] == known["persona"]["_id"]
+    assert uploaded["Someone Known"]["company_id"] == known["company"]["_id"]
+    assert uploaded["Nameonly Person"]["company_id"] == known["named"]["_id"]
+    fresh = db.companies.find_one({"_id": uploaded["New Person"]["company_id"]})
+    assert fresh["domain"] == "fresh-co.example" and fresh["name"] == "Fresh Co" and fresh["industry"] == ""
+    new_persona = db.personas.find_one({"_id": uploaded["New Person"]["persona_id"]})
+    assert new_persona["email"] == "new.person@fresh-co.example" and "linkedin_url" not in new_persona
+    assert uploaded["New Person"]["extra"]["phone"] == "+1 555 0100"
+    assert uploaded["New Person"]["extra"]["upload"]["line"] == 3
+    rejects = sorted((r["line"], r["reason"]) for r in db[UPLOAD_REJECTS_COLLECTION].find())
+    assert rejects == [(5, "neither name nor email"), (6, "malformed email"), (7, "malformed email")]
+
+    before = snapshot(db)
+    again = ingest_csv(db, path)
+    assert again.leads_created == again.companies_created == again.personas_created == 0
+    assert again.leads_existing == 3 and snapshot(db) == before
+    assert db[UPLOAD_REJECTS_COLLECTION].count_documents({}) == 3
+
+
+def test_a_large_file_is_read_in_chunks_and_dedupes_across_them(db, tmp_path):
+    people = [i % 2500 for i in range(6000)]  # each of 2,500 people twice or thrice, always at one company
+    rows = [[f"Person {p}", f"p{p}@big.example", f"Company {p % 40}", "Analyst"] for p in people]
+    path = write_csv(tmp_path / "big.csv", ["name", "email", "company", "title"], rows)
+    result = ingest_csv(db, path, chunk_rows=1000)
+    assert result.rows == 6000 and not result.rejected
+    assert result.leads_created == db.leads.count_documents(UPLOADED) == 2500
+    assert db.personas.count_documents({}) == 2500 and db.companies.count_documents({}) == 40
+    assert ingest_csv(db, path, chunk_rows=1000).leads_created == 0
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "MONGO_URI"}
+    return subprocess.run(
+        [sys.executable, "-m", "leadnorm", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_cli_reports_rejects_on_stderr_and_refuses_bad_files_whole(migrated, mongo_uri, tmp_path):
+    db = migrated
+    path, _ = mixed_file(db, tmp_path)
+    done = cli("ingest-csv", str(path), "--uri", mongo_uri, "--db", db.name)
+    assert done.returncode == 0, done.stderr
+    assert "upload.csv line 5: rejected, neither name nor email" in done.stderr
+    assert "upload.csv line 7: rejected, malformed email" in done.stderr
+    assert "leads 3 created" in done.stdout
+
+    before = snapshot(db)
+    missing = write_csv(tmp_path / "missing.csv", ["name", "email", "company"], [["A", "a@b.example", "C"]])
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(b"name,title,company,email\nA,B,C,a@b.example\n\xff\xfe\x00bad\n")
+    for bad, message in ((missing, "missing required column(s): title"), (garbage, "not a readable CSV file")):
+        refused = cli("ingest-csv", str(bad), "--uri", mongo_uri, "--db", db.name)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert cli("ingest-csv", str(tmp_path / "nope.csv"), "--uri", mongo_uri, "--db", db.name).returncode == 2
+    assert snapshot(db) == before
+
+
+def test_verify_refresh_and_the_lead_view_account_for_uploaded_leads(migrated, mongo_uri, tmp_path):
+    db = migrated
+    path, _ = mixed_file(db, tmp_path)
+    ingest_csv(db, path)
+    uploaded = list(db.leads.find(UPLOADED))
+    fresh_company = db.companies.find_one({"domain": "fresh-co.example"})
+
+    db.leads.delete_one({**NESTED_LEAD, "_migrated": True})  # the application deletes a lead: a refresh runs
+    changes, _, report = refresh(db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "r"))
+    assert changes.gone and report.ok
+    assert list(db.leads.find(UPLOADED)) == uploaded  # untouched
+    assert db.companies.find_one({"_id": fresh_company["_id"]}) == fresh_company  # kept: an uploaded lead holds it
+    for lead in uploaded:
+        assert db.companies.find_one({"_id": lead["company_id"]}) and db.personas.find_one({"_id": lead["persona_id"]})
+        joined = joined_lead(db, lead["_id"])
+        assert joined["status"] == "uploaded" and joined["company"]["_id"] == lead["company_id"]
+    assert db.leads.count_documents(NORMALIZED_LEAD) == db.leads.count_documents({"_migrated": True})
+    checked = cli("verify", "--uri", mongo_uri, "--db", db.name)  # the whole database, from scratch
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_rollback_keeps_uploaded_leads_with_their_companies_and_personas(db, tmp_path):
+    from leadnorm.steps.rollback import latest_backup, rollback
+
+    seed_leads(db, 40, seed=9)
+    migrate(db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "run"))  # backup: no uploads
+    path, _ = mixed_file(db, tmp_path)
+    ingest_csv(db, path)
+    uploaded = list(db.leads.find(UPLOADED))
+    result = rollback(db, latest_backup(tmp_path / "b", db.name))
+    assert result.uploaded_leads_kept == 3 and db.leads.count_documents(NORMALIZED_LEAD) == 0
+    assert list(db.leads.find(UPLOADED)) == uploaded
+    for lead in uploaded:  # every reference still resolves, also those to companies the migration had made
+        assert db.companies.find_one({"_id": lead["company_id"]}) and db.personas.find_one({"_id": lead["persona_id"]})
+    assert db.leads.count_documents(NESTED_LEAD) == 40 and not db.leads.find_one({"_migrated": True})
