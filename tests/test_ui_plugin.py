@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -72,11 +73,14 @@ def airflow(leads_db, mongo_uri, tmp_path_factory):
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW_CONN_MONGO_DEFAULT": f"mongo://{host_port}/{database.name}",
         "LEADNORM_REPORTS_DIR": str(reports),
+        "LEADNORM_INBOX_DIR": str(home / "inbox"),
     }
     if shared_db.exists():
         shutil.copy(shared_db, home / "airflow.db")
     else:
         subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    # what the DAG processor does: the API can then trigger leads_csv_ingest
+    subprocess.run([AIRFLOW, "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
     log = (home / "api-server.log").open("wb")
     server = subprocess.Popen(
         [AIRFLOW, "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -98,7 +102,7 @@ def airflow(leads_db, mongo_uri, tmp_path_factory):
             answer = httpx.post(f"{base}/auth/token", json={"username": user, "password": password}, timeout=30)
             assert answer.status_code in (200, 201), answer.text
             tokens[user] = answer.json()["access_token"]
-        yield base, tokens, database
+        yield base, tokens, database, home
     finally:
         server.terminate()
         try:
@@ -109,7 +113,7 @@ def airflow(leads_db, mongo_uri, tmp_path_factory):
 
 
 def get(airflow, path: str, user: str | None = None, **params) -> httpx.Response:
-    base, tokens, _ = airflow
+    base, tokens = airflow[:2]
     headers = {"Authorization": f"Bearer {tokens[user]}"} if user else {}
     return httpx.get(f"{base}/leadnorm{path}", headers=headers, params=params, timeout=60)
 
@@ -212,3 +216,30 @@ def test_the_data_docs_of_a_run_and_nothing_outside_them(airflow):
     ):
         answer = get(airflow, escape, "editor")
         assert answer.status_code == 404 and "root:" not in answer.text, escape
+
+
+def test_upload_stores_the_file_and_triggers_the_ingest_dag_as_the_user(airflow):
+    base, tokens, _, home = airflow
+    inbox = home / "inbox"
+    content = b"name,title,company,email\nAda Upload,CTO,Upload Co,ada@upload.example\n"
+
+    def post(headers: dict) -> httpx.Response:
+        files = {"file": ("new leads.csv", content, "text/csv")}
+        return httpx.post(f"{base}/leadnorm/leads/upload", files=files, headers=headers, timeout=60)
+
+    assert post({}).status_code in (401, 403)
+    assert post({"Authorization": f"Bearer {tokens['reader']}"}).status_code == 403
+    assert not inbox.exists() or not list(inbox.iterdir())
+
+    answer = post({"Authorization": f"Bearer {tokens['editor']}"})
+    assert answer.status_code == 200, answer.text
+    (stored,) = inbox.iterdir()
+    assert stored.read_bytes() == content and stored.name.endswith("-new_leads.csv")
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600 and stat.S_IMODE(inbox.stat().st_mode) == 0o700
+    runs = httpx.get(
+        f"{base}/api/v2/dags/leads_csv_ingest/dagRuns",
+        headers={"Authorization": f"Bearer {tokens['editor']}"},
+        timeout=30,
+    ).json()["dag_runs"]
+    assert [run["conf"] for run in runs] == [{"path": str(stored)}]
+    assert runs[0]["dag_run_id"] in answer.text

@@ -25,6 +25,12 @@ def reports_dir() -> Path:
     return Path(os.environ.get("LEADNORM_REPORTS_DIR", PROJECT_ROOT / "reports"))
 
 
+def inbox_dir() -> Path:
+    """Where the Leads page's upload form stores CSV files for `leads_csv_ingest` (owner-only).
+    With workers on other machines, a folder they share."""
+    return Path(os.environ.get("LEADNORM_INBOX_DIR", state_dir() / "inbox"))
+
+
 def backups_dir() -> Path:
     return Path(os.environ.get("LEADNORM_BACKUP_DIR", PROJECT_ROOT / "backups"))
 

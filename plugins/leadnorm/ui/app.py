@@ -14,20 +14,25 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import datetime
+import os
+import re
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
+import httpx
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.core_api.security import GetUserDep
 from bson import ObjectId, json_util
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from leadnorm.analysis import mask_personal
-from leadnorm.config import reports_dir
+from leadnorm.config import inbox_dir, reports_dir
 from leadnorm.contract import FIT_TIERS, STATUSES
+from leadnorm.steps.runstore import private_dir
 from leadnorm.ui.queries import BadFilter, LeadFilter, find_lead, find_leads
 
 HERE = Path(__file__).parent
@@ -124,6 +129,19 @@ def create_app() -> FastAPI:
             lead=mask_personal(found, show_personal=who["show_personal"]), who=who, root="../"
         )
 
+    @app.post("/leads/upload", response_class=HTMLResponse)
+    async def upload(who: Viewer, request: Request, file: UploadFile) -> str:
+        """The seed's POST /api/leads/upload: store the CSV in the inbox, then trigger
+        `leads_csv_ingest` through Airflow's API with the user's own credentials (so Airflow
+        decides whether they may)."""
+        if not who["show_personal"]:
+            raise HTTPException(status_code=403, detail="uploading leads needs the permission to edit DAGs")
+        stored = await asyncio.to_thread(store_upload, file.file, file.filename or "upload.csv")
+        run = await trigger_ingest(request, stored)
+        return TEMPLATES.get_template("uploaded.html").render(
+            who=who, root="../", file=file.filename, size=stored.stat().st_size, run=run, dag_id=INGEST_DAG
+        )
+
     @app.get("/runs/{dag_id}/{run_id}/docs", response_class=HTMLResponse)
     async def run_docs(who: Viewer, dag_id: str, run_id: str) -> str:
         """The Data Docs pages of one DAG run's gate (the run folder's name is its run id)."""
@@ -141,6 +159,40 @@ def create_app() -> FastAPI:
         return FileResponse(inside(HERE / "static", path))
 
     return app
+
+
+INGEST_DAG = "leads_csv_ingest"
+
+
+def store_upload(stream: BinaryIO, filename: str) -> Path:
+    """The upload as an owner-only file of the inbox, copied in chunks; named by time and a
+    safe form of the user's file name."""
+    inbox = private_dir(inbox_dir())
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name)[-80:] or "upload.csv"
+    path = inbox / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{safe}"
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        shutil.copyfileobj(stream, out, length=1 << 20)
+    return path
+
+
+async def trigger_ingest(request: Request, path: Path) -> dict:
+    """POST /api/v2/dags/leads_csv_ingest/dagRuns on this same API server, as the user."""
+    headers = {}
+    if authorization := request.headers.get("authorization"):
+        headers["Authorization"] = authorization
+    cookies = {name: value for name, value in request.cookies.items() if name == "_token"}
+    base = f"{request.url.scheme}://{request.url.netloc}"
+    async with httpx.AsyncClient(base_url=base, headers=headers, cookies=cookies, timeout=30) as client:
+        answer = await client.post(
+            f"/api/v2/dags/{INGEST_DAG}/dagRuns", json={"logical_date": None, "conf": {"path": str(path)}}
+        )
+    if answer.status_code >= 300:
+        path.unlink(missing_ok=True)
+        detail = (
+            answer.json().get("detail") if answer.headers.get("content-type", "").startswith("application/json") else ""
+        )
+        raise HTTPException(status_code=answer.status_code, detail=f"Airflow refused to trigger {INGEST_DAG}: {detail}")
+    return answer.json()
 
 
 def data_docs_dir() -> Path:
