@@ -17,7 +17,7 @@ export AIRFLOW__API__PORT ?= 8080
 
 DEMO_LEADS ?= 5000
 
-.PHONY: setup git-filters lint test demo bench airflow scaleout scaleout-stop scaleout-test clean
+.PHONY: setup git-filters lint test demo bench airflow airflow-stop scaleout scaleout-stop scaleout-test clean
 
 # The venv is rebuilt whenever requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -56,11 +56,14 @@ BENCH_LEADS ?= 20000
 bench: setup
 	$(BIN)/python -m leadnorm bench --leads $(BENCH_LEADS) $(BENCH_ARGS)
 
-# Airflow's UI on 127.0.0.1, its mongo_default connection pointing at the embedded server.
+# Airflow's UI on 127.0.0.1:$(AIRFLOW__API__PORT) (any port: tasks and log servers follow it), the
+# plugin's Leads and Data Docs in it, mongo_default imported from config/airflow_connections.json.
 airflow: setup
-	@URI=$$($(BIN)/python -m leadnorm mongo start) && \
-	echo "Airflow UI: http://127.0.0.1:$(AIRFLOW__API__PORT)  user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated" && \
-	AIRFLOW_CONN_MONGO_DEFAULT="mongo://$${URI#mongodb://}/jazon_ai_sdr" $(BIN)/airflow standalone
+	scripts/airflow.sh start
+
+# Stops every process `make airflow` started (scheduler, API server, triggerer, DAG processor, tasks).
+airflow-stop:
+	scripts/airflow.sh stop
 
 # The same DAGs on the CeleryExecutor: Redis broker, PostgreSQL metadata DB, two Celery workers.
 scaleout: setup

@@ -37,7 +37,6 @@ from airflow.sdk import Param, dag, task
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["leadnorm", "upload", "mongodb"],
-    is_paused_upon_creation=False,  # an upload from the Leads page runs at once
     doc_md=__doc__,
     params={"path": Param("", type="string", minLength=1, description="the CSV file to load")},
     default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},

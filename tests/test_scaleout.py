@@ -18,6 +18,7 @@ from test_refresh import canonical
 
 from leadnorm.contract import MARKERS, NESTED_LEAD
 from leadnorm.devtools.seed import seed_leads
+from leadnorm.devtools.server import free_port
 from leadnorm.mongo import connect
 from leadnorm.steps.pipeline import migrate
 from leadnorm.steps.runstore import RunFolder
@@ -33,12 +34,6 @@ def answers(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
         return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

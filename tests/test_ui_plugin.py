@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 
 from leadnorm.contract import NORMALIZED_LEAD
 from leadnorm.devtools.seed import seed_leads
+from leadnorm.devtools.server import free_port
 from leadnorm.mongo import connect
 from leadnorm.steps.pipeline import migrate
 from leadnorm.steps.runstore import RunFolder
@@ -30,12 +30,6 @@ pytestmark = pytest.mark.airflow
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "manual__2026-11-27T10:00:00+00:00"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -242,4 +236,8 @@ def test_upload_stores_the_file_and_triggers_the_ingest_dag_as_the_user(airflow)
         timeout=30,
     ).json()["dag_runs"]
     assert [run["conf"] for run in runs] == [{"path": str(stored)}]
+    dag = httpx.get(
+        f"{base}/api/v2/dags/leads_csv_ingest", headers={"Authorization": f"Bearer {tokens['editor']}"}, timeout=30
+    ).json()
+    assert dag["is_paused"] is False  # else the run would wait for ever
     assert runs[0]["dag_run_id"] in answer.text

@@ -37,7 +37,7 @@ def _state_file() -> Path:
     return state_dir() / "mongo.json"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -78,7 +78,7 @@ def ping(uri: str, timeout_ms: int = 1000) -> bool:
 def spawn(data_dir: Path, port: int | None = None, log_file: Path | None = None) -> EmbeddedServer:
     """Start secantusd-py on 127.0.0.1 and wait until it answers ping."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or _free_port()
+    port = port or free_port()
     log_file = log_file or data_dir.parent / "mongo.log"
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(

@@ -176,16 +176,19 @@ def store_upload(stream: BinaryIO, filename: str) -> Path:
 
 
 async def trigger_ingest(request: Request, path: Path) -> dict:
-    """POST /api/v2/dags/leads_csv_ingest/dagRuns on this same API server, as the user."""
+    """Unpause leads_csv_ingest and POST a run of it, on this same API server, as the user."""
     headers = {}
     if authorization := request.headers.get("authorization"):
         headers["Authorization"] = authorization
     cookies = {name: value for name, value in request.cookies.items() if name == "_token"}
     base = f"{request.url.scheme}://{request.url.netloc}"
     async with httpx.AsyncClient(base_url=base, headers=headers, cookies=cookies, timeout=30) as client:
-        answer = await client.post(
-            f"/api/v2/dags/{INGEST_DAG}/dagRuns", json={"logical_date": None, "conf": {"path": str(path)}}
-        )
+        # a new DAG starts paused, and a run of a paused DAG waits for ever: the upload means "run it"
+        answer = await client.patch(f"/api/v2/dags/{INGEST_DAG}", json={"is_paused": False})
+        if answer.status_code < 300:
+            answer = await client.post(
+                f"/api/v2/dags/{INGEST_DAG}/dagRuns", json={"logical_date": None, "conf": {"path": str(path)}}
+            )
     if answer.status_code >= 300:
         path.unlink(missing_ok=True)
         detail = (

@@ -1,0 +1,92 @@
+"""`make airflow` as a user runs it, on a port other than 8080: the UI and the tasks' execution
+API follow the port (a DAG run succeeds), mongo_default comes from config/airflow_connections.json
+and shows under Admin -> Connections, and `make airflow-stop` ends every process it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from leadnorm.devtools.server import free_port
+
+pytestmark = pytest.mark.airflow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    shutil.copy(ROOT / ".airflow" / "airflow.db", home / "airflow.db")  # made by `make setup`
+    port = free_port()
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(port)}
+    env["LEADNORM_STATE_DIR"] = str(tmp_path / "state")  # its own embedded MongoDB, stopped below
+    env.pop("AIRFLOW_CONN_MONGO_DEFAULT", None)
+    log = (tmp_path / "make-airflow.log").open("wb")
+    make = subprocess.Popen(["make", "-s", "airflow"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    pgid = None
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert make.poll() is None, (tmp_path / "make-airflow.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "make airflow did not answer within 240 s"
+            time.sleep(2)
+        pgid = int((home / "standalone.pgid").read_text())
+        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password}).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+
+        connection = httpx.get(f"{base}/api/v2/connections/mongo_default", headers=headers).json()
+        assert connection["conn_type"] == "mongo" and connection["schema"] == "jazon_ai_sdr"
+        assert not connection.get("password")
+
+        csv = tmp_path / "one.csv"
+        csv.write_text("name,title,company,email\nPat Port,CTO,Port Co,pat@port.example\n")
+        for _ in range(60):  # the DAG processor registers the DAG files first
+            if httpx.patch(
+                f"{base}/api/v2/dags/leads_csv_ingest", json={"is_paused": False}, headers=headers
+            ).is_success:
+                break
+            time.sleep(2)
+        run = httpx.post(
+            f"{base}/api/v2/dags/leads_csv_ingest/dagRuns",
+            json={"logical_date": None, "conf": {"path": str(csv)}},
+            headers=headers,
+        ).json()
+        for _ in range(90):
+            state = httpx.get(
+                f"{base}/api/v2/dags/leads_csv_ingest/dagRuns/{run['dag_run_id']}", headers=headers
+            ).json()["state"]
+            if state in ("success", "failed"):
+                break
+            time.sleep(2)
+        assert state == "success", (tmp_path / "make-airflow.log").read_text()[-3000:]
+    finally:
+        stopped = subprocess.run(["make", "-s", "airflow-stop"], cwd=ROOT, env=env, capture_output=True, text=True)
+        make.wait(timeout=60)
+        log.close()
+        subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "leadnorm", "mongo", "stop"], env=env, check=False)
+    assert stopped.returncode == 0, stopped.stderr
+    assert pgid is not None and not group_alive(pgid), "a process make airflow started is still running"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/api/v2/monitor/health", timeout=2)
