@@ -1,0 +1,161 @@
+"""The Leads plugin in the real Airflow UI, in headless Chromium that can reach nothing but
+loopback: sign in, open Leads from the navigation, open a lead and see its signals and factor
+chart, open the Data Docs from a DAG run's page. Screenshots go to `<tmp>/screenshots/`.
+
+The DAG run is a real one (`airflow dags test leads_migration` in the scratch AIRFLOW_HOME), so
+its page exists and its gate wrote the Data Docs the run's tab lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from test_datadocs_browser import browser  # noqa: F401 (the fixture: Chromium with loopback only)
+
+from leadnorm.devtools.seed import seed_leads
+from leadnorm.devtools.server import free_port
+from leadnorm.mongo import connect
+
+pytestmark = [pytest.mark.airflow, pytest.mark.browser]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ui(mongo_uri, tmp_path_factory):
+    """An API server with the plugin over a database that `leads_migration` migrated."""
+    home = tmp_path_factory.mktemp("ui-home")
+    database = connect(mongo_uri, f"test_uib_{uuid.uuid4().hex[:8]}")
+    seed_leads(database, 60, seed=31)
+    password = secrets.token_urlsafe(12)
+    (home / "passwords.json").write_text(json.dumps({"ada": password}))
+    host_port = mongo_uri.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    port = free_port()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "ada:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW_CONN_MONGO_DEFAULT": f"mongo://{host_port}/{database.name}",
+        "LEADNORM_REPORTS_DIR": str(home / "reports"),
+        "LEADNORM_STAGING_DIR": str(home / "staging"),
+        "LEADNORM_BACKUP_DIR": str(home / "backups"),
+    }
+    shutil.copy(ROOT / ".airflow" / "airflow.db", home / "airflow.db")  # made by `make setup`
+    migrated = subprocess.run(
+        [AIRFLOW, "dags", "test", "leads_migration"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
+    log = (home / "api-server.log").open("wb")
+    server = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port)], env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (home / "api-server.log").read_text()[-3000:]
+            time.sleep(1)
+        yield {"base": base, "password": password, "db": database, "shots": home / "screenshots"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        database.client.drop_database(database.name)
+
+
+def wait_for(browser, condition, seconds: float = 30):  # noqa: F811
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, seconds).until(lambda driver: condition(driver))
+
+
+def shot(browser, ui, name: str) -> None:  # noqa: F811
+    ui["shots"].mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ui["shots"] / f"{name}.png"))
+
+
+def test_sign_in_leads_lead_page_and_a_runs_data_docs(browser, ui):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    base = ui["base"]
+    browser.get_log("performance")  # what earlier tests of this browser left
+    browser.get(f"{base}/leadnorm/leads")  # not signed in: no lead data
+    assert "Not authenticated" in browser.page_source and "<table" not in browser.page_source
+
+    browser.get(f"{base}/")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "input[name='username']"))
+    browser.find_element(By.CSS_SELECTOR, "input[name='username']").send_keys("ada")
+    browser.find_element(By.CSS_SELECTOR, "input[name='password']").send_keys(ui["password"])
+    browser.find_element(By.CSS_SELECTOR, "button[type='submit']").click()
+
+    leads_link = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "a[href$='/plugin/leads']"), 60)[0]
+    shot(browser, ui, "home")
+    leads_link.click()
+    frame = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[src*='leadnorm/leads']"))[0]
+    browser.switch_to.frame(frame)
+    rows = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table.leads tbody tr td a"))
+    browser.switch_to.default_content()
+    shot(browser, ui, "leads")
+
+    database = ui["db"]
+    signalled = {s["lead_id"] for s in database.detected_signals.find({}, {"lead_id": 1})}
+    scored = {s["lead_id"] for s in database.icp_scores.find({}, {"lead_id": 1})}
+    lead_id = sorted(signalled & scored, key=str)[0]
+    assert rows
+    browser.switch_to.frame(frame)
+    browser.execute_script("window.location.href = arguments[0]", f"leads/{lead_id}")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "svg.factor-chart rect.bar"))
+    signals = browser.find_elements(By.CSS_SELECTOR, "section.signals tbody tr")
+    assert len(signals) == database.detected_signals.count_documents({"lead_id": lead_id})
+    assert browser.find_elements(By.CSS_SELECTOR, "section.company h3")
+    browser.switch_to.default_content()
+    shot(browser, ui, "lead")
+
+    runs = httpx.get(
+        f"{base}/api/v2/dags/leads_migration/dagRuns", params={"limit": 100}, headers=token_headers(ui), timeout=30
+    ).json()["dag_runs"]
+    run_id = max(runs, key=lambda run: run["start_date"] or "")["dag_run_id"]  # the copied DB may hold older ones
+    browser.get(f"{base}/dags/leads_migration/runs/{run_id}")
+    tab = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "a[href$='/plugin/data-docs']"), 60)[0]
+    tab.click()
+    frame = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[src*='/docs']"))[0]
+    browser.switch_to.frame(frame)
+    suites = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "ul.docs a"))
+    assert {a.text for a in suites} >= {"leads", "companies", "personas"}
+    suites[0].click()
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table tbody tr"))
+    browser.switch_to.default_content()
+    shot(browser, ui, "data-docs")
+
+    requested = set()  # every request of the session, the plugin's pages and the Data Docs included
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            requested.add(message["params"]["request"]["url"])
+    assert requested and all(url.startswith((base, "data:", "blob:", "about:")) for url in requested), sorted(
+        url for url in requested if not url.startswith(base)
+    )
+
+
+def token_headers(ui) -> dict:
+    answer = httpx.post(f"{ui['base']}/auth/token", json={"username": "ada", "password": ui["password"]}, timeout=30)
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
