@@ -63,10 +63,14 @@ def test_cli_exits_non_zero_naming_the_failures(broken, tmp_path, capsys, mongo_
 
 
 def test_skip_validation_loads_what_the_gate_would_stop(broken, tmp_path):
-    """The escape hatch exists, is explicit, and the unique index still refuses the duplicate domain."""
+    """The escape hatch exists, is explicit, and the unique index still refuses the duplicate
+    domain: built after the bulk load into the empty collection, it fails, naming no value."""
     from leadnorm.errors import LoadError
 
-    with pytest.raises(LoadError, match="companies: the server refused 1 writes"):
+    with pytest.raises(LoadError, match="companies: index domain_1 could not be built after the bulk load") as failed:
         pipeline.migrate(broken, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "run"))
+    assert "duplicate key" in str(failed.value) and "\n" not in str(failed.value)
+    domains = [company["domain"] for company in broken.companies.find({"domain": {"$exists": True}})]
+    assert domains and not any(domain in str(failed.value) for domain in domains)
     assert broken.leads.count_documents({"_migrated": True}) == 0
     assert set(COLLECTIONS) - set(broken.list_collection_names())  # stopped at the first collection

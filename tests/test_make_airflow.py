@@ -39,6 +39,7 @@ def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
     log = (tmp_path / "make-airflow.log").open("wb")
     make = subprocess.Popen(["make", "-s", "airflow"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    api = httpx.Client(base_url=base, timeout=60)  # a busy machine answers slowly, not never
     pgid = None
     try:
         deadline = time.monotonic() + 240
@@ -53,30 +54,24 @@ def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
             time.sleep(2)
         pgid = int((home / "standalone.pgid").read_text())
         password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password}).json()
-        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        token = api.post("/auth/token", json={"username": "admin", "password": password}).json()
+        api.headers["Authorization"] = f"Bearer {token['access_token']}"
 
-        connection = httpx.get(f"{base}/api/v2/connections/mongo_default", headers=headers).json()
+        connection = api.get("/api/v2/connections/mongo_default").json()
         assert connection["conn_type"] == "mongo" and connection["schema"] == "jazon_ai_sdr"
         assert not connection.get("password")
 
         csv = tmp_path / "one.csv"
         csv.write_text("name,title,company,email\nPat Port,CTO,Port Co,pat@port.example\n")
         for _ in range(60):  # the DAG processor registers the DAG files first
-            if httpx.patch(
-                f"{base}/api/v2/dags/leads_csv_ingest", json={"is_paused": False}, headers=headers
-            ).is_success:
+            if api.patch("/api/v2/dags/leads_csv_ingest", json={"is_paused": False}).is_success:
                 break
             time.sleep(2)
-        run = httpx.post(
-            f"{base}/api/v2/dags/leads_csv_ingest/dagRuns",
-            json={"logical_date": None, "conf": {"path": str(csv)}},
-            headers=headers,
+        run = api.post(
+            "/api/v2/dags/leads_csv_ingest/dagRuns", json={"logical_date": None, "conf": {"path": str(csv)}}
         ).json()
         for _ in range(90):
-            state = httpx.get(
-                f"{base}/api/v2/dags/leads_csv_ingest/dagRuns/{run['dag_run_id']}", headers=headers
-            ).json()["state"]
+            state = api.get(f"/api/v2/dags/leads_csv_ingest/dagRuns/{run['dag_run_id']}").json()["state"]
             if state in ("success", "failed"):
                 break
             time.sleep(2)
@@ -85,6 +80,7 @@ def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
         stopped = subprocess.run(["make", "-s", "airflow-stop"], cwd=ROOT, env=env, capture_output=True, text=True)
         make.wait(timeout=60)
         log.close()
+        api.close()
         subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "leadnorm", "mongo", "stop"], env=env, check=False)
     assert stopped.returncode == 0, stopped.stderr
     assert pgid is not None and not group_alive(pgid), "a process make airflow started is still running"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -202,8 +203,12 @@ def build_indexes_after_load(db: Database, name: str, indexes: list) -> None:
     try:
         db[name].create_indexes(indexes)
     except OperationFailure as exc:
-        reason = (exc.details or {}).get("errmsg", exc)
-        raise LoadError(f"{name}: an index could not be built after the bulk load: {reason}") from None
+        index = re.search(r"index: (\S+)", str((exc.details or {}).get("errmsg", "")))  # never the key's value
+        which = f"index {index[1]}" if index else "an index"
+        raise LoadError(
+            f"{name}: {which} could not be built after the bulk load (code {exc.code}"
+            f"{', a duplicate key the gate did not stop' if exc.code == 11000 else ''})"
+        ) from None
 
 
 def _write(name: str, operation) -> None:
