@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from airflow_harness import ROOT, scratch_home, wait_until_healthy
 
 from leadnorm.devtools.server import free_port
 
 pytestmark = pytest.mark.airflow
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def group_alive(pgid: int) -> bool:
@@ -31,7 +29,7 @@ def group_alive(pgid: int) -> bool:
 def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
     home = tmp_path / "airflow-home"
     home.mkdir()
-    shutil.copy(ROOT / ".airflow" / "airflow.db", home / "airflow.db")  # made by `make setup`
+    scratch_home(home)
     port = free_port()
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(port)}
     env["LEADNORM_STATE_DIR"] = str(tmp_path / "state")  # its own embedded MongoDB, stopped below
@@ -42,16 +40,7 @@ def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
     api = httpx.Client(base_url=base, timeout=60)  # a busy machine answers slowly, not never
     pgid = None
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert make.poll() is None, (tmp_path / "make-airflow.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "make airflow did not answer within 240 s"
-            time.sleep(2)
+        wait_until_healthy(base, make, tmp_path / "make-airflow.log", seconds=240)
         pgid = int((home / "standalone.pgid").read_text())
         password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
         token = api.post("/auth/token", json={"username": "admin", "password": password}).json()

@@ -9,76 +9,38 @@ its page exists and its gate wrote the Data Docs the run's tab lists.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
+from airflow_harness import AIRFLOW, api_server, scratch_env, scratch_home, token
 from test_datadocs_browser import browser  # noqa: F401 (the fixture: Chromium with loopback only)
 
 from leadnorm.devtools.seed import seed_leads
-from leadnorm.devtools.server import free_port
 from leadnorm.mongo import connect
 
 pytestmark = [pytest.mark.airflow, pytest.mark.browser]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def ui(mongo_uri, tmp_path_factory):
     """An API server with the plugin over a database that `leads_migration` migrated."""
-    home = tmp_path_factory.mktemp("ui-home")
     database = connect(mongo_uri, f"test_uib_{uuid.uuid4().hex[:8]}")
     seed_leads(database, 60, seed=31)
     password = secrets.token_urlsafe(12)
-    (home / "passwords.json").write_text(json.dumps({"ada": password}))
-    host_port = mongo_uri.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-    port = free_port()
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "ada:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW_CONN_MONGO_DEFAULT": f"mongo://{host_port}/{database.name}",
-        "LEADNORM_REPORTS_DIR": str(home / "reports"),
-        "LEADNORM_STAGING_DIR": str(home / "staging"),
-        "LEADNORM_BACKUP_DIR": str(home / "backups"),
-    }
-    shutil.copy(ROOT / ".airflow" / "airflow.db", home / "airflow.db")  # made by `make setup`
+    home = scratch_home(tmp_path_factory.mktemp("ui-home"), {"ada": password})
+    folders = {f"LEADNORM_{name.upper()}_DIR": str(home / name) for name in ("reports", "staging", "backup")}
+    env = scratch_env(home, mongo_uri, database.name, "ada:admin", **folders)
     migrated = subprocess.run(
         [AIRFLOW, "dags", "test", "leads_migration"], env=env, capture_output=True, text=True, timeout=600
     )
     assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
-    log = (home / "api-server.log").open("wb")
-    server = subprocess.Popen([AIRFLOW, "api-server", "--port", str(port)], env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, (home / "api-server.log").read_text()[-3000:]
-            time.sleep(1)
-        yield {"base": base, "password": password, "db": database, "shots": home / "screenshots"}
+        with api_server(env) as base:
+            yield {"base": base, "password": password, "db": database, "shots": home / "screenshots"}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
         database.client.drop_database(database.name)
 
 
@@ -157,5 +119,4 @@ def test_sign_in_leads_lead_page_and_a_runs_data_docs(browser, ui):  # noqa: F81
 
 
 def token_headers(ui) -> dict:
-    answer = httpx.post(f"{ui['base']}/auth/token", json={"username": "ada", "password": ui["password"]}, timeout=30)
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    return {"Authorization": f"Bearer {token(ui['base'], 'ada', ui['password'])}"}

@@ -5,30 +5,22 @@ read-only user, the Data Docs of a run, and nothing served from outside its fold
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import shutil
 import stat
 import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
+from airflow_harness import AIRFLOW, api_server, scratch_env, scratch_home, token
 
 from leadnorm.contract import NORMALIZED_LEAD
 from leadnorm.devtools.seed import seed_leads
-from leadnorm.devtools.server import free_port
 from leadnorm.mongo import connect
 from leadnorm.steps.pipeline import migrate
 from leadnorm.steps.runstore import RunFolder
 
 pytestmark = pytest.mark.airflow
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "manual__2026-11-27T10:00:00+00:00"
 
 
@@ -49,61 +41,21 @@ def leads_db(mongo_uri, tmp_path_factory):
 def airflow(leads_db, mongo_uri, tmp_path_factory):
     """`airflow api-server` with the plugin, and a token for each user."""
     database, reports = leads_db
-    home = tmp_path_factory.mktemp("airflow-home")
-    shared_db = ROOT / ".airflow" / "airflow.db"  # made by `make setup`: copying it saves a migration
     passwords = {"editor": secrets.token_urlsafe(12), "reader": secrets.token_urlsafe(12)}
-    (home / "passwords.json").write_text(json.dumps(passwords))
-    host_port = mongo_uri.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-    port = free_port()
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "editor:user,reader:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW_CONN_MONGO_DEFAULT": f"mongo://{host_port}/{database.name}",
-        "LEADNORM_REPORTS_DIR": str(reports),
-        "LEADNORM_INBOX_DIR": str(home / "inbox"),
-    }
-    if shared_db.exists():
-        shutil.copy(shared_db, home / "airflow.db")
-    else:
-        subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    home = scratch_home(tmp_path_factory.mktemp("airflow-home"), passwords)
+    env = scratch_env(
+        home,
+        mongo_uri,
+        database.name,
+        "editor:user,reader:viewer",
+        LEADNORM_REPORTS_DIR=str(reports),
+        LEADNORM_INBOX_DIR=str(home / "inbox"),
+    )
     # what the DAG processor does: the API can then trigger leads_csv_ingest
     subprocess.run([AIRFLOW, "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
-    log = (home / "api-server.log").open("wb")
-    server = subprocess.Popen(
-        [AIRFLOW, "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, (home / "api-server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the API server did not answer within 180 s"
-            time.sleep(1)
-        tokens = {}
-        for user, password in passwords.items():
-            answer = httpx.post(f"{base}/auth/token", json={"username": user, "password": password}, timeout=30)
-            assert answer.status_code in (200, 201), answer.text
-            tokens[user] = answer.json()["access_token"]
+    with api_server(env) as base:
+        tokens = {user: token(base, user, password) for user, password in passwords.items()}
         yield base, tokens, database, home
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def get(airflow, path: str, user: str | None = None, **params) -> httpx.Response:

@@ -90,7 +90,7 @@ def check_file(path: Path, chunk_rows: int = CHUNK_ROWS) -> int:
 def ingest_csv(db: Database, path: Path, *, chunk_rows: int = CHUNK_ROWS) -> IngestResult:
     path = Path(path)
     check_file(path, chunk_rows)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     result = IngestResult(path.name)
     companies = CompanyFinder(db)
     line = 2  # the header is line 1
@@ -106,6 +106,15 @@ def ingest_csv(db: Database, path: Path, *, chunk_rows: int = CHUNK_ROWS) -> Ing
     for reject in result.rejected:
         log.warning("%s line %d rejected: %s", path.name, reject.line, reject.reason)
     return result
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, read 1 MB at a time (an upload may be larger than memory)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _upsert_new(db: Database, collection: str, documents: list[dict]) -> int:
