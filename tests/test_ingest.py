@@ -75,6 +75,8 @@ def test_ingest_reuses_creates_and_rejects_by_line(migrated, tmp_path):
     result = ingest_csv(db, path)
 
     assert result.rows == 6 and result.leads_created == 3
+    assert result.personas_reused == 1 and result.personas_created == 2 and result.companies_created == 1
+    assert result.companies_reused == len({known["company"]["_id"], known["named"]["_id"]})
     assert [(r.line, r.reason) for r in result.rejected] == [
         (5, "neither name nor email"),
         (6, "malformed email"),
@@ -111,6 +113,7 @@ def test_a_large_file_is_read_in_chunks_and_dedupes_across_them(db, tmp_path):
     assert result.rows == 1200 and not result.rejected
     assert result.leads_created == db.leads.count_documents(UPLOADED) == 400
     assert db.personas.count_documents({}) == 400 and db.companies.count_documents({}) == 40
+    assert result.personas_created == 400 and result.personas_reused == result.companies_reused == 0
     assert ingest_csv(db, path, chunk_rows=250).leads_created == 0
 
 

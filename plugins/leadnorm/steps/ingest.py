@@ -31,7 +31,7 @@ from leadnorm.mongo import in_chunks
 from leadnorm.schema import COLLECTIONS
 from leadnorm.transform.clean import name_key
 from leadnorm.transform.ids import derived_id
-from leadnorm.transform.resolve import _with_defaults
+from leadnorm.transform.resolve import with_defaults
 from leadnorm.transform.upload import RejectedRow, UploadRow, header_columns, read_rows
 
 log = logging.getLogger("leadnorm")
@@ -92,7 +92,7 @@ def ingest_csv(db: Database, path: Path, *, chunk_rows: int = CHUNK_ROWS) -> Ing
     check_file(path, chunk_rows)
     digest = file_sha256(path)
     result = IngestResult(path.name)
-    companies = CompanyFinder(db)
+    companies, personas = CompanyFinder(db), PersonaFinder(db)
     line = 2  # the header is line 1
     for chunk, columns in _chunks(path, chunk_rows):
         rows, rejected = read_rows(chunk, columns, first_line=line)
@@ -100,7 +100,7 @@ def ingest_csv(db: Database, path: Path, *, chunk_rows: int = CHUNK_ROWS) -> Ing
         result.rows += len(chunk)
         result.rejected += rejected
         company_ids = companies.ids_for(rows, result)
-        persona_ids = find_or_create_personas(db, rows, result)
+        persona_ids = personas.ids_for(rows, result)
         create_leads(db, rows, company_ids, persona_ids, result, path.name, digest)
         record_rejects(db, rejected, path.name, digest)
     for reject in result.rejected:
@@ -127,7 +127,7 @@ def _upsert_new(db: Database, collection: str, documents: list[dict]) -> int:
 
 def _new_documents(collection: str, rows: list[dict], optional: set[str]) -> list[dict]:
     """Rows as the collection's documents, with the contract's defaults for what they lack."""
-    frame = _with_defaults(pd.DataFrame(rows).reindex(columns=COLLECTIONS[collection].columns), optional)
+    frame = with_defaults(pd.DataFrame(rows).reindex(columns=COLLECTIONS[collection].columns), optional)
     return [
         {key: value for key, value in doc.items() if value is not None or key not in optional | {"extra"}}
         for doc in frame.to_dict("records")
@@ -171,39 +171,47 @@ class CompanyFinder:
         return {row.line: self.by_key.get(row.company_key) for row in rows}
 
 
-def find_or_create_personas(db: Database, rows: list[UploadRow], result: IngestResult) -> dict[int, object]:
-    """Each row's persona: by email, else LinkedIn URL, else full name; created when none is."""
-    found: dict[str, object] = {}
-    for field_name in ("email", "linkedin_url"):
-        values = {getattr(row, field_name) for row in rows if getattr(row, field_name)}
-        for part in in_chunks(values):
-            for persona in db.personas.find({field_name: {"$in": part}}, {field_name: 1}):
-                found[f"{field_name}:{persona[field_name]}"] = persona["_id"]
-    ids, created, reused = {}, {}, set()
-    for row in rows:
-        match = found.get(f"email:{row.email}") or found.get(f"linkedin_url:{row.linkedin_url}")
-        if match is None and not row.email and not row.linkedin_url and name_key(row.name):
-            persona = db.personas.find_one({"full_name": _exact_name(row.name)}, {"_id": 1}, sort=[("_id", 1)])
-            match = persona["_id"] if persona else None
-        if match is not None:
-            reused.add(match)
-        else:
-            match = derived_id("persona", row.persona_key)
-            created.setdefault(
-                match,
-                {
-                    "_id": match,
-                    "full_name": row.name,
-                    "email": row.email,
-                    "title": row.title,
-                    "linkedin_url": row.linkedin_url,
-                },
-            )
-        ids[row.line] = match
-    documents = _new_documents("personas", list(created.values()), {"email", "linkedin_url"})
-    result.personas_created += _upsert_new(db, "personas", documents)
-    result.personas_reused += len(reused)
-    return ids
+class PersonaFinder:
+    """Personas by email, else LinkedIn URL, else full name; created when none is."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.created: set = set()  # made by this file: found again in a later chunk, not "reused"
+        self.reused: set = set()
+
+    def ids_for(self, rows: list[UploadRow], result: IngestResult) -> dict[int, object]:
+        found: dict[str, object] = {}
+        for field_name in ("email", "linkedin_url"):
+            values = {getattr(row, field_name) for row in rows if getattr(row, field_name)}
+            for part in in_chunks(values):
+                for persona in self.db.personas.find({field_name: {"$in": part}}, {field_name: 1}):
+                    found[f"{field_name}:{persona[field_name]}"] = persona["_id"]
+        ids, created = {}, {}
+        for row in rows:
+            match = found.get(f"email:{row.email}") or found.get(f"linkedin_url:{row.linkedin_url}")
+            if match is None and not row.email and not row.linkedin_url and name_key(row.name):
+                named = self.db.personas.find_one({"full_name": _exact_name(row.name)}, {"_id": 1}, sort=[("_id", 1)])
+                match = named["_id"] if named else None
+            if match is None:
+                match = derived_id("persona", row.persona_key)
+                created.setdefault(
+                    match,
+                    {
+                        "_id": match,
+                        "full_name": row.name,
+                        "email": row.email,
+                        "title": row.title,
+                        "linkedin_url": row.linkedin_url,
+                    },
+                )
+            elif match not in self.created:
+                self.reused.add(match)
+            ids[row.line] = match
+        documents = _new_documents("personas", list(created.values()), {"email", "linkedin_url"})
+        result.personas_created += _upsert_new(self.db, "personas", documents)
+        self.created |= created.keys()
+        result.personas_reused = len(self.reused)
+        return ids
 
 
 def create_leads(

@@ -64,7 +64,7 @@ def _merge(mentions: pd.DataFrame, key: str, columns: list[str]) -> pd.DataFrame
     return merged
 
 
-def _with_defaults(frame: pd.DataFrame, optional: set[str]) -> pd.DataFrame:
+def with_defaults(frame: pd.DataFrame, optional: set[str]) -> pd.DataFrame:
     """The contract's defaults where no mention had a value; optional fields stay absent (None)."""
     out = frame.copy()
     for column in out.columns:
@@ -159,7 +159,7 @@ def resolve_companies(mentions: pd.DataFrame, tech_mentions: pd.DataFrame):
     merged = _merge(mentions, "key", [c for c in companies_columns if c not in ("_id", "domain")])
     merged["domain"] = [k[len("domain:") :] if k.startswith("domain:") else None for k in merged.index]
     merged["_id"] = [derived_id("company", k) for k in merged.index]
-    companies = _with_defaults(merged.reset_index(drop=True)[companies_columns], {"domain"})
+    companies = with_defaults(merged.reset_index(drop=True)[companies_columns], {"domain"})
     company_by_lead = pd.Series(
         mentions["key"].map(dict(zip(merged.index, merged["_id"]))).values,
         index=mentions["legacy_lead_id"].map(legacy_key).values,
@@ -177,7 +177,7 @@ def _technographics(tech_mentions: pd.DataFrame, company_by_lead: pd.Series) -> 
     )
     merged = _merge(techs, "key", ["company_id", "name", "category", "confidence", "extra"])
     merged["_id"] = [technographic_id(c, n) for c, n in zip(merged["company_id"], merged["name"])]
-    return _with_defaults(merged.reset_index(drop=True)[columns], set())
+    return with_defaults(merged.reset_index(drop=True)[columns], set())
 
 
 def technographic_id(company_id, name: str):
@@ -193,7 +193,7 @@ def resolve_personas(mentions: pd.DataFrame):
     mentions = mentions.assign(key=persona_keys(mentions))
     merged = _merge(mentions, "key", [c for c in columns if c != "_id"])
     merged["_id"] = [derived_id("persona", k) for k in merged.index]
-    personas = _with_defaults(merged.reset_index(drop=True)[columns], {"email", "linkedin_url"})
+    personas = with_defaults(merged.reset_index(drop=True)[columns], {"email", "linkedin_url"})
     persona_by_lead = pd.Series(
         mentions["key"].map(dict(zip(merged.index, merged["_id"]))).values,
         index=mentions["legacy_lead_id"].map(legacy_key).values,

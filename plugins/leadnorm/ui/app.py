@@ -12,6 +12,7 @@ with no network.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -49,7 +50,10 @@ async def viewer(user: GetUserDep) -> dict:
 Viewer = Annotated[dict, Depends(viewer)]
 
 
+@functools.cache
 def database():
+    """One client per API server process (a hook per request would open a client per request);
+    a changed mongo_default takes effect when the API server restarts."""
     from leadnorm.airflow_support import mongo_database
 
     return mongo_database()
