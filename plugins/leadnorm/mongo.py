@@ -9,7 +9,8 @@ from collections.abc import Iterable, Iterator
 import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
-from pymongo import MongoClient
+from pymongo import MongoClient, UpdateOne
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, PyMongoError, ServerSelectionTimeoutError
 
@@ -176,6 +177,15 @@ def split_bson(data: bytes) -> list[bytes]:
 # grows with the list: 100 ids at a time fetch 2,000 documents 6x faster than 1,000 at a time),
 # and a real MongoDB loses nothing by it.
 IN_LIST = 100
+
+
+def insert_missing(collection: Collection, documents: list[dict]) -> int:
+    """Insert the documents whose `_id` the collection does not hold yet (one unordered bulk of
+    upserts that only ever insert); returns how many were inserted."""
+    if not documents:
+        return 0
+    writes = [UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True) for doc in documents]
+    return collection.bulk_write(writes, ordered=False).upserted_count
 
 
 def in_chunks(items: Iterable) -> Iterator[list]:

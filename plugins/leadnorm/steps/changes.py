@@ -11,21 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import bson
 from pymongo.database import Database
 
 from leadnorm.contract import (
     CLEANED_COLLECTION,
     MIGRATED,
     MIGRATED_FINGERPRINT,
-    NESTED_LEAD,
     NORMALIZED_LEAD,
     REJECTS_COLLECTION,
     SOURCE_COLLECTION,
     legacy_key,
 )
-from leadnorm.mongo import CODEC_OPTIONS, cut_fields, raw_id, split_bson
-from leadnorm.steps.extract import MARKER_NAMES, fingerprint
+from leadnorm.steps.extract import fingerprint, nested_leads_with_marks
 
 
 @dataclass(frozen=True)
@@ -52,14 +49,11 @@ def current_fingerprints(db: Database, batch_size: int = 2000) -> tuple[dict[byt
     """legacy_key -> fingerprint of every nested lead as it is now (raw bytes, nothing decoded but
     `_id` and the markers), and legacy_key -> the fingerprint its `_migrated` marks record."""
     now, recorded = {}, {}
-    for chunk in db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=batch_size):
-        for raw in split_bson(chunk):
-            content, markers = cut_fields(raw, MARKER_NAMES)
-            key = legacy_key(raw_id(raw))
-            now[key] = fingerprint(content)
-            marks = bson.decode(markers, CODEC_OPTIONS)
-            if marks.get(MIGRATED) is True:
-                recorded[key] = marks.get(MIGRATED_FINGERPRINT)
+    for source_id, content, marks in nested_leads_with_marks(db, batch_size):
+        key = legacy_key(source_id)
+        now[key] = fingerprint(content)
+        if marks.get(MIGRATED) is True:
+            recorded[key] = marks.get(MIGRATED_FINGERPRINT)
     return now, recorded
 
 

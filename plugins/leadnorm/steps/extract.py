@@ -51,6 +51,15 @@ def fingerprint(document: bytes) -> bytes:
     return blake2b(document, digest_size=16).digest()
 
 
+def nested_leads_with_marks(db: Database, batch_size: int = 2000) -> Iterator[tuple[object, bytes, dict]]:
+    """Every nested lead as (`_id`, its raw content without the markers, the markers decoded),
+    from one raw scan: nothing else is decoded, and the server projects nothing."""
+    for chunk in db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=batch_size):
+        for raw in split_bson(chunk):
+            content, markers = cut_fields(raw, MARKER_NAMES)
+            yield raw_id(raw), content, bson.decode(markers, CODEC_OPTIONS)
+
+
 def iter_raw_batches(db: Database, batch_size: int) -> Iterator[bytes]:
     """Nested leads as BSON bytes without the migration's markers, `batch_size` at a time, in `_id` order."""
     cursor = db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=batch_size, **ID_ORDER)
@@ -82,7 +91,7 @@ def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Ite
 
 def source_keys(db: Database) -> list[bytes]:
     """The `legacy_key` of every nested lead, in `_id` order: what partitions split."""
-    cursor = db[SOURCE_COLLECTION].find(NESTED_LEAD, {"_id": 1}, sort=[("_id", 1)], batch_size=5000)
+    cursor = db[SOURCE_COLLECTION].find(NESTED_LEAD, {"_id": 1}, batch_size=5000, **ID_ORDER)
     return [legacy_key(document["_id"]) for document in cursor]
 
 

@@ -22,12 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from pymongo import UpdateOne
 from pymongo.database import Database
 
 from leadnorm.contract import SOURCE_COLLECTION, UPLOAD_REJECTS_COLLECTION
 from leadnorm.errors import UploadError
-from leadnorm.mongo import in_chunks
+from leadnorm.mongo import in_chunks, insert_missing
 from leadnorm.schema import COLLECTIONS
 from leadnorm.transform.clean import name_key
 from leadnorm.transform.ids import derived_id
@@ -117,14 +116,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _upsert_new(db: Database, collection: str, documents: list[dict]) -> int:
-    """Insert the documents whose `_id` is not there yet; returns how many were inserted."""
-    if not documents:
-        return 0
-    writes = [UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True) for doc in documents]
-    return db[collection].bulk_write(writes, ordered=False).upserted_count
-
-
 def _new_documents(collection: str, rows: list[dict], optional: set[str]) -> list[dict]:
     """Rows as the collection's documents, with the contract's defaults for what they lack."""
     frame = with_defaults(pd.DataFrame(rows).reindex(columns=COLLECTIONS[collection].columns), optional)
@@ -166,7 +157,7 @@ class CompanyFinder:
             if key and key not in self.by_key:
                 self.by_key[key] = derived_id("company", key)
                 created.append({"_id": self.by_key[key], "name": row.company, "domain": row.domain})
-        result.companies_created += _upsert_new(self.db, "companies", _new_documents("companies", created, {"domain"}))
+        result.companies_created += insert_missing(self.db.companies, _new_documents("companies", created, {"domain"}))
         result.companies_reused = len(self.reused)
         return {row.line: self.by_key.get(row.company_key) for row in rows}
 
@@ -208,7 +199,7 @@ class PersonaFinder:
                 self.reused.add(match)
             ids[row.line] = match
         documents = _new_documents("personas", list(created.values()), {"email", "linkedin_url"})
-        result.personas_created += _upsert_new(self.db, "personas", documents)
+        result.personas_created += insert_missing(self.db.personas, documents)
         self.created |= created.keys()
         result.personas_reused = len(self.reused)
         return ids
@@ -244,7 +235,7 @@ def create_leads(
                 "extra": extra,
             },
         )
-    created = _upsert_new(db, SOURCE_COLLECTION, list(leads.values()))
+    created = insert_missing(db[SOURCE_COLLECTION], list(leads.values()))
     result.leads_created += created
     result.leads_existing += len(rows) - created
 
@@ -255,4 +246,4 @@ def record_rejects(db: Database, rejected: list[RejectedRow], file_name: str, di
         {"_id": {"sha256": digest, "line": r.line}, "file": file_name, "line": r.line, "reason": r.reason, "at": now}
         for r in rejected
     ]
-    _upsert_new(db, UPLOAD_REJECTS_COLLECTION, documents)
+    insert_missing(db[UPLOAD_REJECTS_COLLECTION], documents)

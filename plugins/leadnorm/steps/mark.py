@@ -8,10 +8,8 @@ a rerun writes nothing. Source ids are matched by `legacy_key`, so any `_id` typ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-import bson
 import pandas as pd
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
@@ -26,8 +24,8 @@ from leadnorm.contract import (
     SOURCE_COLLECTION,
     legacy_key,
 )
-from leadnorm.mongo import CODEC_OPTIONS, cut_fields, in_chunks, raw_id, split_bson
-from leadnorm.steps.extract import MARKER_NAMES
+from leadnorm.mongo import in_chunks
+from leadnorm.steps.extract import nested_leads_with_marks
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.scope import Scope, find_exactly
 
@@ -69,7 +67,8 @@ def mark_migrated(
     result = MarkResult()
     updates = []
     if scope is None:
-        source = _marks_of_every_nested_lead(db)
+        # cut on the client from one raw scan: a server's projection (SecantusDB) costs as much again
+        source = ({"_id": source_id, **marks} for source_id, _, marks in nested_leads_with_marks(db))
     else:
         source = find_exactly(db[SOURCE_COLLECTION], "_id", scope.leads, dict.fromkeys(MARKERS, 1), **NESTED_LEAD)
     for doc in source:
@@ -89,15 +88,6 @@ def mark_migrated(
             db[SOURCE_COLLECTION].bulk_write(chunk, ordered=False)
             progress.advance(len(chunk))
     return result
-
-
-def _marks_of_every_nested_lead(db: Database) -> Iterator[dict]:
-    """`_id` and markers of each nested lead, cut from the raw documents on the client: a server's
-    projection (SecantusDB) costs as much again as the scan."""
-    for chunk in db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=2000):
-        for raw in split_bson(chunk):
-            marks = bson.decode(cut_fields(raw, MARKER_NAMES)[1], CODEC_OPTIONS)
-            yield {"_id": raw_id(raw), **marks}
 
 
 def write_rejects(

@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 
 from bson import json_util
-from pymongo import IndexModel, UpdateOne
+from pymongo import IndexModel
 from pymongo.database import Database
 
 from leadnorm.contract import (
@@ -35,7 +35,7 @@ from leadnorm.contract import (
     legacy_key,
 )
 from leadnorm.errors import BackupError
-from leadnorm.mongo import in_chunks
+from leadnorm.mongo import in_chunks, insert_missing
 from leadnorm.steps.backup import MANIFEST, restore_collection
 from leadnorm.steps.housekeeping import PARTIAL, list_backups
 
@@ -191,9 +191,7 @@ def put_back(db: Database, kept: dict[str, list[dict]]) -> int:
     """Insert what `uploaded_with_references` kept where the restore left no document of that id
     (a restored one wins); returns the uploaded leads there now."""
     for collection in ("companies", "personas", SOURCE_COLLECTION):
-        writes = [UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True) for doc in kept[collection]]
-        if writes:
-            db[collection].bulk_write(writes, ordered=False)
+        insert_missing(db[collection], kept[collection])
     return len(kept[SOURCE_COLLECTION])
 
 
