@@ -8,16 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bson
 import pytest
+from bson import ObjectId
 
 from leadnorm.contract import CLEANED_COLLECTION, NESTED_LEAD, NORMALIZED_LEAD, REJECTS_COLLECTION
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.errors import BackupError, LeadnormError
+from leadnorm.source import fingerprint
 from leadnorm.steps import pipeline
 from leadnorm.steps.cleanup import cleanup, run_cleanup
 from leadnorm.steps.rollback import latest_backup, rollback
 from leadnorm.steps.runstore import RunFolder
 from leadnorm.steps.verify import VerifyReport
+from leadnorm.transform.ids import lead_id
 
 LEADS = 200
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -100,11 +104,32 @@ def test_cleanup_is_refused_without_a_good_backup(migrated, tmp_path):
 def test_leads_migrated_after_the_backup_are_kept(migrated, tmp_path):
     db = migrated
     folder = latest_backup(tmp_path / "b", db.name)  # taken before the migration: holds every nested lead
-    late = db.leads.insert_one({"lead_input": {"name": "Late"}, "_migrated": True, "_migrated_lead_id": "x"})
+    late = {"_id": ObjectId(), "lead_input": {"name": "Late"}}
+    marks = {
+        "_migrated": True,
+        "_migrated_lead_id": lead_id(late["_id"]),
+        "_migrated_fingerprint": fingerprint(bson.encode(late)),
+    }
+    db.leads.insert_one({**late, **marks})
     result = cleanup(db, db.name, backup_folder=folder, verify_report=VerifyReport())
     assert result.not_in_backup == 1
-    assert db.leads.find_one({"_id": late.inserted_id}) is not None
-    assert db[CLEANED_COLLECTION].find_one({"_id": late.inserted_id}) is None
+    assert db.leads.find_one({"_id": late["_id"]}) is not None
+    assert db[CLEANED_COLLECTION].find_one({"_id": late["_id"]}) is None
+
+
+def test_only_leads_the_migration_marked_and_unchanged_since_are_deleted(migrated, tmp_path):
+    """An application's own `_migrated: true` marks nothing, and a lead re-researched after it was
+    migrated (its content no longer what the marks record) waits for the next refresh."""
+    db = migrated
+    folder = latest_backup(tmp_path / "b", db.name)
+    changed = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "research": {"$type": "object"}})
+    db.leads.update_one({"_id": changed["_id"]}, {"$set": {"research.note": "re-researched"}})
+    foreign = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "_id": {"$ne": changed["_id"]}})
+    db.leads.update_one({"_id": foreign["_id"]}, {"$set": {"_migrated_lead_id": "the application's"}})
+    result = cleanup(db, db.name, backup_folder=folder, verify_report=VerifyReport())
+    assert result.deleted == db[CLEANED_COLLECTION].count_documents({}) > 0
+    rejected = {doc["_id"] for doc in db[REJECTS_COLLECTION].find()}
+    assert {doc["_id"] for doc in db.leads.find(NESTED_LEAD)} == {changed["_id"], foreign["_id"], *rejected}
 
 
 def dags_test(mongo_uri: str, db_name: str, tmp_path: Path, conf: str):

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import pandas as pd
 from pymongo.database import Database
 
-from leadnorm.contract import CLEANED_COLLECTION, FIT_TIERS, MIGRATED, NESTED_LEAD, SOURCE_COLLECTION, STATUSES
+from leadnorm.contract import FIT_TIERS, NORMALIZED_LEAD, SOURCE_COLLECTION, STATUSES
 from leadnorm.views import application_leads
 
 NO_TIER = "none"  # no ICP score, or a tier the migration could not read (stored as "")
@@ -165,10 +165,9 @@ def technographics_frequency(db: Database, top: int = 20) -> pd.DataFrame:
 
 def dedupe_ratios(db: Database) -> pd.DataFrame:
     """How much deduplication did: per entity (companies, personas), the source mentions (each
-    migrated nested lead mentions one of each; those cleanup deleted are counted from
-    `migration_cleaned`), the entities stored and mentions per entity."""
-    mentions = db[SOURCE_COLLECTION].count_documents({**NESTED_LEAD, MIGRATED: True})
-    mentions += db[CLEANED_COLLECTION].count_documents({})
+    normalized lead stands for one migrated nested lead, those cleanup deleted included, and
+    mentions one of each), the entities stored and mentions per entity."""
+    mentions = db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD)
     entities = pd.Series({name: db[name].count_documents({}) for name in ("companies", "personas")})
     frame = pd.DataFrame({"mentions": mentions, "entities": entities}).rename_axis("entity")
     frame["mentions_per_entity"] = frame["mentions"] / frame["entities"].where(frame["entities"] > 0)

@@ -17,15 +17,30 @@ UPLOAD_REJECTS_COLLECTION = "upload_rejects"  # CSV rows not loaded: file sha256
 # normalized leads share the collection and carry `legacy_lead_id` instead.
 NESTED_FIELD = "lead_input"
 NESTED_LEAD = {NESTED_FIELD: {"$exists": True}}
-NORMALIZED_LEAD = {"legacy_lead_id": {"$exists": True}}
-# Leads created from a CSV upload (`leadnorm.steps.ingest`): application data, kept by refresh and rollback.
-UPLOADED_LEAD = {"extra.upload": {"$exists": True}, NESTED_FIELD: {"$exists": False}}
+NORMALIZED_LEAD = {"legacy_lead_id": {"$exists": True}, NESTED_FIELD: {"$exists": False}}
 
-# Set on a source lead once everything derived from it is written.
+
+def is_normalized_lead(document) -> bool:
+    """`NORMALIZED_LEAD` on the client, for a document of the source collection (decoded or raw) read
+    with `lead_input` in its projection: a nested lead may carry a `legacy_lead_id` of its own."""
+    return "legacy_lead_id" in document and NESTED_FIELD not in document
+
+
+# Leads created from a CSV upload (`leadnorm.steps.ingest`): application data, kept by refresh and rollback.
+# (A nested lead's own top-level `upload` lands at `extra.upload` of its normalized lead: that one has a legacy id.)
+UPLOADED_LEAD = {
+    "extra.upload": {"$exists": True},
+    NESTED_FIELD: {"$exists": False},
+    "legacy_lead_id": {"$exists": False},
+}
+ROLLBACK_STASH_COLLECTION = "migration_rollback_stash"  # application data a rollback puts back, while it runs
+
+# Set on a source lead once everything derived from it is written (`leadnorm.source`).
 MIGRATED = "_migrated"
 MIGRATED_LEAD_ID = "_migrated_lead_id"
 MIGRATED_FINGERPRINT = "_migrated_fingerprint"  # of the content it was migrated from
-MARKERS = (MIGRATED, MIGRATED_LEAD_ID, MIGRATED_FINGERPRINT)
+MIGRATED_DISPLACED = "_migrated_displaced"  # the application's own fields of these names, while marked
+MARKERS = (MIGRATED, MIGRATED_LEAD_ID, MIGRATED_FINGERPRINT, MIGRATED_DISPLACED)
 
 # Bookkeeping beside the nine collections.
 CLEANED_COLLECTION = "migration_cleaned"  # source leads deleted by cleanup: their normalized leads stay

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator
 
 import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
-from pymongo import MongoClient, UpdateOne
+from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConnectionFailure,
+    NetworkTimeout,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from leadnorm.config import database_from_uri, mask_uri, uri_hosts
-from leadnorm.contract import DEFAULT_DB, NESTED_LEAD, NORMALIZED_LEAD, SOURCE_COLLECTION
+from leadnorm.contract import DEFAULT_DB, NESTED_LEAD, NORMALIZED_LEAD, SOURCE_COLLECTION, legacy_key
 from leadnorm.errors import ConfigError, ServerUnreachable, SourceError
+
+log = logging.getLogger("leadnorm")
 
 # Timezone-aware UTC datetimes both ways, so values compare equal after a round trip; a date
 # outside Python's range decodes as bson.DatetimeMS instead of failing the whole batch.
@@ -64,38 +75,69 @@ def check_db_name(name: str) -> str:
 
 
 SERVER_TIMEOUT_S = 5.0
-# A frozen server shows as an operation with no reply at all; a big bulk write or index build is slow
-# but answers, so the limit is generous.
-MIN_SOCKET_TIMEOUT_S = 120.0
+# Once found, the server may be busy rather than gone: a big bulk write, an index build, a pause of
+# the embedded server or a failover all answer late. Only this long a silence counts as an outage.
+MIN_OUTAGE_S = 120.0
 
 
-def socket_timeout(server_timeout: float) -> float:
-    """Seconds one operation may wait for its reply before the server counts as stopped."""
-    return max(MIN_SOCKET_TIMEOUT_S, 24 * server_timeout)
+def outage_limit(server_timeout: float) -> float:
+    """Seconds the server may stay silent during a run before the run fails: at least 120, or 24
+    times the time allowed for finding it at the start."""
+    return max(MIN_OUTAGE_S, 24 * server_timeout)
 
 
 def connect(uri: str | None = None, db: str | None = None, server_timeout: float = SERVER_TIMEOUT_S) -> Database:
     """The database to work on. A server that is not there, or does not answer, raises ServerUnreachable
-    (one line naming host and port) within `server_timeout` seconds; any other refusal a ConfigError."""
+    (one line naming host and port) within `server_timeout` seconds; any other refusal a ConfigError.
+
+    That bound is for finding the server: the client the run gets waits up to `outage_limit` for a
+    reply, a new connection or a server to select, so a busy or paused server only slows the run.
+    (A short connect timeout would also cut the heartbeat short, and pymongo then cancels every
+    operation in flight.)"""
     uri = resolve_uri(uri)
     name = resolve_db(db, uri)
+    probe(uri, server_timeout)
+    outage_ms = int(outage_limit(server_timeout) * 1000)
+    client = MongoClient(
+        uri,
+        serverSelectionTimeoutMS=outage_ms,
+        connectTimeoutMS=outage_ms,
+        socketTimeoutMS=outage_ms,
+        tz_aware=True,
+    )
+    return database(client, name)
+
+
+def probe(uri: str, server_timeout: float) -> None:
+    """Ping the server with a client of its own whose every timeout is `server_timeout`."""
     timeout_ms = int(server_timeout * 1000)
     client = None
     try:
         client = MongoClient(
-            uri,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-            socketTimeoutMS=int(socket_timeout(server_timeout) * 1000),
-            tz_aware=True,
+            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=timeout_ms
         )
         client.admin.command("ping")
     except PyMongoError as exc:
-        if client is not None:
-            client.close()
         error = ServerUnreachable if isinstance(exc, ConnectionFailure) else ConfigError
         raise error(describe_error(exc, uri, server_timeout)) from exc
-    return database(client, name)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def retry_transient(db: Database, operation, what: str):
+    """`operation()` (idempotent: a step of a run), run again after a transient network error (a
+    dropped connection, a failover) until the client's outage limit has passed. A timeout is no
+    transient error: it already waited that long."""
+    deadline = time.monotonic() + db.client.options.server_selection_timeout
+    while True:
+        try:
+            return operation()
+        except AutoReconnect as exc:
+            if isinstance(exc, NetworkTimeout | ServerSelectionTimeoutError) or time.monotonic() > deadline:
+                raise
+            log.warning("%s: %s; trying again", what, describe_error(exc))
+            time.sleep(1.0)
 
 
 # pymongo names each failed server as "host:port: <socket error> (configured timeouts: socketTimeoutMS: Nms, ...)",
@@ -180,12 +222,35 @@ IN_LIST = 100
 
 
 def insert_missing(collection: Collection, documents: list[dict]) -> int:
-    """Insert the documents whose `_id` the collection does not hold yet (one unordered bulk of
-    upserts that only ever insert); returns how many were inserted."""
+    """Insert the documents whose `_id` the collection does not hold yet; returns how many were
+    inserted. The ids held are looked up first (`$in`, on the `_id` index) and the rest go in one
+    unordered `insert_many`: inserts cost a server far less than upserts. A document another
+    writer inserted meanwhile fails on `_id` alone and counts as there."""
     if not documents:
         return 0
-    writes = [UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True) for doc in documents]
-    return collection.bulk_write(writes, ordered=False).upserted_count
+    by_key = {legacy_key(doc["_id"]): doc for doc in documents}
+    for part in in_chunks([doc["_id"] for doc in by_key.values()]):
+        for held in collection.find({"_id": {"$in": part}}, {"_id": 1}):
+            by_key.pop(legacy_key(held["_id"]), None)
+    if not by_key:
+        return 0
+    try:
+        return len(collection.insert_many(list(by_key.values()), ordered=False).inserted_ids)
+    except BulkWriteError as exc:
+        if not all(_duplicate_id(error) for error in exc.details.get("writeErrors", [])):
+            raise
+        return exc.details["nInserted"]
+
+
+DUPLICATE_KEY = 11000
+
+
+def _duplicate_id(error: dict) -> bool:
+    """A write error that only says the `_id` is taken."""
+    if error.get("code") != DUPLICATE_KEY:
+        return False
+    pattern = error.get("keyPattern")
+    return pattern == {"_id": 1} if pattern else "index: _id_ " in error.get("errmsg", "")
 
 
 def in_chunks(items: Iterable) -> Iterator[list]:
@@ -244,19 +309,25 @@ def cut_fields(document: bytes, names: frozenset[bytes]) -> tuple[bytes, bytes]:
     a server's exclusion projection returns, without the server doing the work), and those fields
     as a document of their own. Cheap when none is present: a byte search decides before parsing."""
     if not any(name in document for name in names):
-        return document, _EMPTY_DOCUMENT
+        return document, EMPTY_DOCUMENT
     kept, cut, offset, end = [], [], 4, len(document) - 1
     while offset < end:
         key_end = document.index(b"\0", offset + 1)
         value_end = _value_end(document, document[offset], key_end + 1)
         (cut if document[offset + 1 : key_end] in names else kept).append(document[offset:value_end])
         offset = value_end
-    return _document(kept), _document(cut)
+    return bson_document(kept), bson_document(cut)
 
 
-_EMPTY_DOCUMENT = bson.encode({})
+EMPTY_DOCUMENT = bson.encode({})
 
 
-def _document(elements: list[bytes]) -> bytes:
-    body = b"".join(elements)
+def bson_document(parts: list[bytes]) -> bytes:
+    """A raw BSON document of raw elements (type byte, name and value each)."""
+    body = b"".join(parts)
     return (len(body) + 5).to_bytes(4, "little") + body + b"\0"
+
+
+def elements(document: bytes) -> bytes:
+    """A raw BSON document's elements, without its length and terminator."""
+    return document[4:-1]

@@ -82,7 +82,10 @@ LEADS = Collection(
         "updated_at",
         "extra",
     ),
-    (_index("company_id"), _index("persona_id"), _index("status"), _index("legacy_lead_id", unique=True, sparse=True)),
+    # Not unique on the server: nested leads share the collection and may carry a `legacy_lead_id` of their
+    # own, which no partial filter can leave out ($exists: false is not allowed). A normalized lead's
+    # `_id` is derived from its legacy id, so the `_id` index keeps legacy ids unique among them.
+    (_index("company_id"), _index("persona_id"), _index("status"), _index("legacy_lead_id", sparse=True)),
     references={"company_id": "companies", "persona_id": "personas"},
     natural_keys=(("legacy_lead_id",),),
 )

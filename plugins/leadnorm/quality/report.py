@@ -16,7 +16,6 @@ import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.contract import (
-    MIGRATED,
     NESTED_LEAD,
     NORMALIZED_LEAD,
     REJECTS_COLLECTION,
@@ -25,6 +24,7 @@ from leadnorm.contract import (
 )
 from leadnorm.quality.validate import GateResult, run_gate
 from leadnorm.schema import COLLECTIONS
+from leadnorm.source import MARK_PROJECTION, is_marked
 
 OUTCOME_COLUMNS = ["_id", "outcome", "reject_reason"]
 
@@ -45,12 +45,12 @@ def source_outcomes(db: Database) -> pd.DataFrame:
     suite says so."""
     reasons = {legacy_key(doc["_id"]): doc.get("reason") for doc in db[REJECTS_COLLECTION].find({}, {"reason": 1})}
     rows = []
-    for doc in db[SOURCE_COLLECTION].find(NESTED_LEAD, {"_id": 1, MIGRATED: 1}, sort=[("_id", 1)]):
+    for doc in db[SOURCE_COLLECTION].find(NESTED_LEAD, MARK_PROJECTION, sort=[("_id", 1)]):
         key = legacy_key(doc["_id"])
         if key in reasons:
             rows.append({"_id": doc["_id"], "outcome": "rejected", "reject_reason": reasons[key]})
         else:
-            rows.append({"_id": doc["_id"], "outcome": "migrated" if doc.get(MIGRATED) is True else None})
+            rows.append({"_id": doc["_id"], "outcome": "migrated" if is_marked(doc) else None})
     return _frame(rows, OUTCOME_COLUMNS)
 
 

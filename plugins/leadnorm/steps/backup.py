@@ -23,6 +23,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
 
 from leadnorm.config import mask_uri
+from leadnorm.errors import BackupError, StagingError
 from leadnorm.mongo import split_bson
 from leadnorm.steps.extract import ID_ORDER
 from leadnorm.steps.runstore import private_dir, write_private
@@ -70,19 +71,26 @@ def backup(db: Database, backup_dir: Path, collections: list[str]) -> Path:
         suffix += 1
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    private_dir(backup_dir)
-    private_dir(partial / db.name)
-    existing = set(db.list_collection_names())
-    manifest = {
-        "database": db.name,
-        "server": mask_uri(_server_address(db)),
-        "created_at": datetime.now(UTC).isoformat(),
-        "collections": {
-            name: _dump_collection(db, name, partial / db.name) for name in collections if name in existing
-        },
-    }
-    write_private(partial / MANIFEST, json.dumps(manifest, indent=2).encode())
-    partial.rename(folder)
+    try:
+        private_dir(partial / db.name)
+        existing = set(db.list_collection_names())
+        manifest = {
+            "database": db.name,
+            "server": mask_uri(_server_address(db)),
+            "created_at": datetime.now(UTC).isoformat(),
+            "collections": {
+                name: _dump_collection(db, name, partial / db.name) for name in collections if name in existing
+            },
+        }
+        write_private(partial / MANIFEST, json.dumps(manifest, indent=2).encode())
+        partial.rename(folder)
+    except BaseException as exc:  # nothing half written stays behind, whatever stopped it
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise BackupError(f"{backup_dir}: the backup could not be written ({exc.strerror or exc})") from None
+        if isinstance(exc, StagingError):  # names the folder already
+            raise BackupError(f"the backup could not be written: {exc}") from None
+        raise
     return folder
 
 

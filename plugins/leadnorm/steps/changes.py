@@ -15,14 +15,14 @@ from pymongo.database import Database
 
 from leadnorm.contract import (
     CLEANED_COLLECTION,
-    MIGRATED,
     MIGRATED_FINGERPRINT,
     NORMALIZED_LEAD,
     REJECTS_COLLECTION,
     SOURCE_COLLECTION,
     legacy_key,
 )
-from leadnorm.steps.extract import fingerprint, nested_leads_with_marks
+from leadnorm.source import fingerprint
+from leadnorm.steps.extract import nested_source_leads
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,14 @@ class Changes:
 
 
 def current_fingerprints(db: Database, batch_size: int = 2000) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
-    """legacy_key -> fingerprint of every nested lead as it is now (raw bytes, nothing decoded but
-    `_id` and the markers), and legacy_key -> the fingerprint its `_migrated` marks record."""
+    """legacy_key -> fingerprint of every nested lead's content as it is now (raw bytes, nothing
+    decoded but `_id` and the markers), and legacy_key -> the fingerprint its marks record."""
     now, recorded = {}, {}
-    for source_id, content, marks in nested_leads_with_marks(db, batch_size):
-        key = legacy_key(source_id)
-        now[key] = fingerprint(content)
-        if marks.get(MIGRATED) is True:
-            recorded[key] = marks.get(MIGRATED_FINGERPRINT)
+    for lead in nested_source_leads(db, batch_size):
+        key = legacy_key(lead.source_id)
+        now[key] = fingerprint(lead.content)
+        if lead.migrated:
+            recorded[key] = lead.marks[MIGRATED_FINGERPRINT]
     return now, recorded
 
 

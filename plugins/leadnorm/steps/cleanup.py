@@ -2,7 +2,8 @@
 
 Refused, with one line, unless the operator names the database, verification passed and
 a backup taken in this run checks out against its manifest; a migrated lead the backup
-does not hold is kept. Each deleted source lead is recorded in `migration_cleaned`
+does not hold is kept, and so is one whose marks are not the migration's (`leadnorm.source`) or
+whose content changed since it was migrated. Each deleted source lead is recorded in `migration_cleaned`
 (`{_id: source _id, lead_id, cleaned_at}`) before it is deleted, so later refreshes keep
 its normalized lead, a crash in between loses nothing, and a rerun finishes the job.
 """
@@ -16,13 +17,13 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from bson.raw_bson import RawBSONDocument
-from pymongo import ReplaceOne
+from pymongo import DeleteOne, ReplaceOne
 from pymongo.database import Database
 
 from leadnorm.config import backups_dir
 from leadnorm.contract import (
     CLEANED_COLLECTION,
-    MIGRATED,
+    MIGRATED_FINGERPRINT,
     MIGRATED_LEAD_ID,
     NESTED_FIELD,
     NESTED_LEAD,
@@ -31,14 +32,14 @@ from leadnorm.contract import (
 )
 from leadnorm.errors import BackupError, LeadnormError
 from leadnorm.mongo import require_source
+from leadnorm.source import fingerprint
 from leadnorm.steps.backup import backup
+from leadnorm.steps.extract import nested_source_leads
 from leadnorm.steps.pipeline import BACKED_UP, extract_all, normalize_step, verify_step
 from leadnorm.steps.rollback import check_backup
 from leadnorm.steps.runstore import RunFolder
 from leadnorm.steps.scope import forget_lead_keys
 from leadnorm.steps.verify import VerifyReport
-
-MIGRATED_NESTED_LEAD = {**NESTED_LEAD, MIGRATED: True}
 
 
 @dataclass
@@ -85,8 +86,11 @@ def cleanup(
         raise BackupError(f"{backup_folder}: a backup of database {manifest['database']!r}, not {db.name!r}")
 
     backed_up = _backed_up_nested_leads(backup_folder / db.name / f"{SOURCE_COLLECTION}.bson")
-    leads = db[SOURCE_COLLECTION]
-    migrated = [(d["_id"], d.get(MIGRATED_LEAD_ID)) for d in leads.find(MIGRATED_NESTED_LEAD, {MIGRATED_LEAD_ID: 1})]
+    migrated = [
+        (lead.source_id, lead.marks[MIGRATED_LEAD_ID])
+        for lead in nested_source_leads(db)
+        if lead.migrated and fingerprint(lead.content) == lead.marks[MIGRATED_FINGERPRINT]  # unchanged since
+    ]
     deletable = [(source_id, lead_id) for source_id, lead_id in migrated if legacy_key(source_id) in backed_up]
     result = CleanupResult(backup_folder, not_in_backup=len(migrated) - len(deletable))
     cleaned_at = datetime.now(UTC)
@@ -101,9 +105,12 @@ def cleanup(
             ],
             ordered=False,
         )
-        source_ids = [source_id for source_id, _ in batch]
-        result.deleted += leads.delete_many({**MIGRATED_NESTED_LEAD, "_id": {"$in": source_ids}}).deleted_count
-        forget_lead_keys(db, source_ids)
+        # each by its own marks: the derived lead id is exact where `_id` equality is not (42 == 42.0)
+        deletes = [
+            DeleteOne({"_id": source_id, MIGRATED_LEAD_ID: lead_id, **NESTED_LEAD}) for source_id, lead_id in batch
+        ]
+        result.deleted += db[SOURCE_COLLECTION].bulk_write(deletes, ordered=False).deleted_count
+        forget_lead_keys(db, [source_id for source_id, _ in batch])
     return result
 
 

@@ -7,7 +7,6 @@ normalized leads live in the same collection and are never read as source.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from hashlib import blake2b
 from pathlib import Path
 
 import bson
@@ -15,7 +14,8 @@ import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.contract import MARKERS, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import CODEC_OPTIONS, cut_fields, in_chunks, raw_id, source_id, split_bson
+from leadnorm.mongo import CODEC_OPTIONS, in_chunks, raw_id, source_id, split_bson
+from leadnorm.source import SourceLead, content, fingerprint
 
 
 def count_nested_leads(db: Database) -> int:
@@ -32,40 +32,28 @@ def source_frame(documents: list[dict]) -> pd.DataFrame:
     )
 
 
-# The source as the application wrote it: without the marks a migration adds.
+# The source as the application wrote it, projected by a server (where its own fields of the
+# markers' names do not matter): without the marks a migration adds.
 WITHOUT_MARKERS = dict.fromkeys(MARKERS, 0)
-MARKER_NAMES = frozenset(marker.encode() for marker in MARKERS)
 # `_id` order from the `_id` index: a server may otherwise sort in memory (SecantusDB: twice the time).
 ID_ORDER = {"sort": [("_id", 1)], "hint": [("_id", 1)]}
 
 
-def without_markers(document: bytes) -> bytes:
-    """A raw source lead as the application wrote it. Cut on the client: an exclusion projection
-    costs a server (SecantusDB) as much as the scan itself."""
-    return cut_fields(document, MARKER_NAMES)[0]
-
-
-def fingerprint(document: bytes) -> bytes:
-    """What a source lead's content is, from its raw BSON (markers excluded): a change of any
-    byte is a change, whether or not the application bumped `updated_at`."""
-    return blake2b(document, digest_size=16).digest()
-
-
-def nested_leads_with_marks(db: Database, batch_size: int = 2000) -> Iterator[tuple[object, bytes, dict]]:
-    """Every nested lead as (`_id`, its raw content without the markers, the markers decoded),
-    from one raw scan: nothing else is decoded, and the server projects nothing."""
+def nested_source_leads(db: Database, batch_size: int = 2000) -> Iterator[SourceLead]:
+    """Every nested lead, its content and marks apart (`leadnorm.source`), from one raw scan: nothing
+    else is decoded, and the server projects nothing (a projection costs SecantusDB as much as the scan)."""
     for chunk in db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=batch_size):
         for raw in split_bson(chunk):
-            content, markers = cut_fields(raw, MARKER_NAMES)
-            yield raw_id(raw), content, bson.decode(markers, CODEC_OPTIONS)
+            yield SourceLead(raw)
 
 
 def iter_raw_batches(db: Database, batch_size: int) -> Iterator[bytes]:
-    """Nested leads as BSON bytes without the migration's markers, `batch_size` at a time, in `_id` order."""
+    """Nested leads as the application wrote them (`leadnorm.source`), raw BSON, `batch_size` at a time,
+    in `_id` order."""
     cursor = db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=batch_size, **ID_ORDER)
     pending: list[bytes] = []
     for chunk in cursor:
-        pending.extend(without_markers(raw) for raw in split_bson(chunk))
+        pending.extend(content(raw) for raw in split_bson(chunk))
         while len(pending) >= batch_size:
             yield b"".join(pending[:batch_size])
             del pending[:batch_size]
@@ -80,7 +68,7 @@ def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Ite
         wanted = set(part)
         ids = [source_id(key) for key in part]
         cursor = db[SOURCE_COLLECTION].find_raw_batches({**NESTED_LEAD, "_id": {"$in": ids}})
-        found = [without_markers(raw) for chunk in cursor for raw in split_bson(chunk)]
+        found = [content(raw) for chunk in cursor for raw in split_bson(chunk)]
         pending += [raw for raw in found if legacy_key(raw_id(raw)) in wanted]  # $in: 42 == 42.0
         if len(pending) >= batch_size:
             yield b"".join(pending)

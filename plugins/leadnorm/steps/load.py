@@ -25,10 +25,11 @@ import bson
 import numpy as np
 import pandas as pd
 from bson.raw_bson import RawBSONDocument
-from pymongo import ReplaceOne
+from pymongo import IndexModel, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, OperationFailure
 
+from leadnorm.contract import NORMALIZED_LEAD, SOURCE_COLLECTION, is_normalized_lead
 from leadnorm.errors import LoadError
 from leadnorm.mongo import CODEC_OPTIONS, RAW_CODEC_OPTIONS, in_chunks
 from leadnorm.steps.progress import Progress
@@ -55,10 +56,15 @@ class LoadResult:
         return counts
 
 
-def scope(collection: str) -> dict:
-    """The documents of `collection` this pipeline owns: normalized leads share `leads`
-    with the nested source, and are the ones with a `legacy_lead_id`."""
-    return {"legacy_lead_id": {"$exists": True}} if collection == "leads" else {}
+def owned(collection: str) -> dict:
+    """The documents of `collection` this pipeline owns: normalized leads share `leads` with the nested
+    source (and uploaded leads), and are the ones with a `legacy_lead_id` and no `lead_input`."""
+    return NORMALIZED_LEAD if collection == SOURCE_COLLECTION else {}
+
+
+def is_owned(collection: str, document) -> bool:
+    """`owned` on the client, for a document read with `legacy_lead_id` and `lead_input`."""
+    return collection != SOURCE_COLLECTION or is_normalized_lead(document)
 
 
 def _bson_value(value):
@@ -80,21 +86,22 @@ ALWAYS_STORED = frozenset({"legacy_lead_id"})
 
 
 def to_documents(frame: pd.DataFrame) -> Iterator[dict]:
-    """Rows as MongoDB documents: a None (absent) value is no field at all."""
-    for row in frame.to_dict("records"):
-        yield {k: _bson_value(v) for k, v in row.items() if k in ALWAYS_STORED or not _missing(v)}
+    """Rows as MongoDB documents: a None (absent) value is no field at all. Read by `itertuples`,
+    which hands over the objects as stored (`to_dict` turns an Int64 legacy id into an int)."""
+    columns = [str(column) for column in frame.columns]
+    for row in frame.itertuples(index=False, name=None):
+        yield {k: _bson_value(v) for k, v in zip(columns, row) if k in ALWAYS_STORED or not _missing(v)}
 
 
 def _stored(db: Database, name: str, ids: list | None) -> Iterator[RawBSONDocument]:
     """The stored documents of `name` (only those with `ids`, when given) in `_id` order."""
     collection = db[name].with_options(codec_options=RAW_CODEC_OPTIONS)
     if ids is None:
-        yield from collection.find(scope(name), sort=[("_id", 1)], batch_size=2000)
+        yield from collection.find(owned(name), sort=[("_id", 1)], batch_size=2000)
         return
-    owned = scope(name)  # not in the query: `$exists` beside `$in` makes a server scan the collection
-    for part in in_chunks(sorted(ids, key=str)):
+    for part in in_chunks(sorted(ids, key=str)):  # owned on the client: `$exists` beside `$in` makes a server scan
         for document in collection.find({"_id": {"$in": part}}, sort=[("_id", 1)]):
-            if all(field in document for field in owned):
+            if is_owned(name, document):
                 yield document
 
 
@@ -160,7 +167,7 @@ def load_collection(
 # are unset (the document is then replaced or pruned); a clash on any other unique key can only
 # be a stale document, which is deleted.
 _RELEASED_BY_UNSET = {"companies": ("domain",), "personas": ("email", "linkedin_url")}
-_RELEASED_BY_DELETE = {"leads": ("legacy_lead_id",), "technographics": ("company_id", "name")}
+_RELEASED_BY_DELETE = {"technographics": ("company_id", "name")}
 
 
 def _key_bytes(values: tuple) -> bytes:
@@ -197,11 +204,26 @@ def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run
     return released
 
 
+def ensure_indexes(db: Database, name: str, indexes: list[IndexModel]) -> None:
+    """Create the contract's indexes of `name`; an index of the same name with other options (one an
+    earlier version made unique, say) is dropped first, as `create_indexes` would refuse it."""
+    held = {index["name"]: index for index in db[name].list_indexes()}
+    for model in indexes:
+        wanted = model.document
+        found = held.get(wanted["name"])
+        if found and any(found.get(option) != wanted.get(option) for option in _INDEX_OPTIONS):
+            db[name].drop_index(wanted["name"])
+    db[name].create_indexes(indexes)
+
+
+_INDEX_OPTIONS = ("key", "unique", "sparse", "partialFilterExpression")
+
+
 def build_indexes_after_load(db: Database, name: str, indexes: list) -> None:
     """A bulk-loaded collection's indexes; a unique key the load duplicated fails here, one line.
     (A run that dies before this finds the collection filled, and builds them before its load.)"""
     try:
-        db[name].create_indexes(indexes)
+        ensure_indexes(db, name, indexes)
     except OperationFailure as exc:
         index = re.search(r"index: (\S+)", str((exc.details or {}).get("errmsg", "")))  # never the key's value
         which = f"index {index[1]}" if index else "an index"

@@ -14,18 +14,10 @@ import pandas as pd
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 
-from leadnorm.contract import (
-    MARKERS,
-    MIGRATED,
-    MIGRATED_FINGERPRINT,
-    MIGRATED_LEAD_ID,
-    NESTED_LEAD,
-    REJECTS_COLLECTION,
-    SOURCE_COLLECTION,
-    legacy_key,
-)
-from leadnorm.mongo import in_chunks
-from leadnorm.steps.extract import nested_leads_with_marks
+from leadnorm.contract import MARKERS, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
+from leadnorm.mongo import RAW_CODEC_OPTIONS, in_chunks
+from leadnorm.source import SourceLead
+from leadnorm.steps.extract import nested_source_leads
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.scope import Scope, find_exactly
 
@@ -62,25 +54,26 @@ def mark_migrated(
     scope: Scope | None = None,
 ) -> MarkResult:
     """Set `_migrated: true`, `_migrated_lead_id` and the content's fingerprint on each migrated
-    source lead (of the scope, when given)."""
+    source lead (of the scope, when given), the application's own fields of those names kept aside."""
     new_id = dict(zip(leads["legacy_lead_id"].map(legacy_key), leads["_id"]))
     result = MarkResult()
     updates = []
     if scope is None:
-        # cut on the client from one raw scan: a server's projection (SecantusDB) costs as much again
-        source = ({"_id": source_id, **marks} for source_id, _, marks in nested_leads_with_marks(db))
+        source = nested_source_leads(db)  # one raw scan, cut on the client: a server's projection costs as much again
     else:
-        source = find_exactly(db[SOURCE_COLLECTION], "_id", scope.leads, dict.fromkeys(MARKERS, 1), **NESTED_LEAD)
-    for doc in source:
-        key = legacy_key(doc["_id"])
+        raw = db[SOURCE_COLLECTION].with_options(codec_options=RAW_CODEC_OPTIONS)
+        found = find_exactly(raw, "_id", scope.leads, dict.fromkeys(MARKERS, 1), **NESTED_LEAD)
+        source = (SourceLead(doc.raw) for doc in found)
+    for lead in source:
+        key = legacy_key(lead.source_id)
         target = new_id.get(key)
         if target is None:
             continue
-        marks = {MIGRATED: True, MIGRATED_LEAD_ID: target, MIGRATED_FINGERPRINT: fingerprints.get(key)}
-        if all(doc.get(field) == value for field, value in marks.items()):
+        update = lead.mark(target, fingerprints.get(key))
+        if update is None:
             result.already_marked += 1
         else:
-            updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": marks}))
+            updates.append(UpdateOne({"_id": lead.source_id}, update))
     result.marked = len(updates)
     if not dry_run:
         progress = Progress("mark", len(updates))
@@ -102,9 +95,9 @@ def write_rejects(
     """Make `migration_rejects` hold exactly this run's rejects (`_id`, `reason`, the content's
     `fingerprint`), none of them marked; with a scope, only the rejects of its leads change."""
     wanted = {}
-    for row in rejects.to_dict("records"):
-        key = legacy_key(row["_id"])
-        wanted[key] = {"_id": row["_id"], "reason": row["reject_reason"], "fingerprint": fingerprints.get(key)}
+    for source_id, reason in rejects[["_id", "reject_reason"]].itertuples(index=False, name=None):  # types kept
+        key = legacy_key(source_id)
+        wanted[key] = {"_id": source_id, "reason": reason, "fingerprint": fingerprints.get(key)}
     result.unmarked += _unmark(db, [want["_id"] for want in wanted.values()], dry_run=dry_run)
     writes = []
     stored = (
@@ -126,13 +119,15 @@ def write_rejects(
 
 
 def _unmark(db: Database, ids: list, *, dry_run: bool) -> int:
-    """Remove the markers from the source leads `ids` that carry them. Selected by `_id` alone:
-    a `$or` beside the `$in` makes a server (SecantusDB) scan the whole collection."""
+    """Take the migration's marks off the source leads `ids` that carry them, putting back the
+    application's own fields of those names. Selected by `_id` alone: a `$or` beside the `$in`
+    makes a server (SecantusDB) scan the whole collection."""
+    raw = db[SOURCE_COLLECTION].with_options(codec_options=RAW_CODEC_OPTIONS)
     unmarked = 0
     for chunk in in_chunks(ids):
-        found = db[SOURCE_COLLECTION].find({"_id": {"$in": chunk}}, dict.fromkeys(MARKERS, 1))
-        marked = [doc["_id"] for doc in found if any(marker in doc for marker in MARKERS)]
-        unmarked += len(marked)
-        if marked and not dry_run:
-            db[SOURCE_COLLECTION].update_many({"_id": {"$in": marked}}, {"$unset": dict.fromkeys(MARKERS, "")})
+        leads = (SourceLead(doc.raw) for doc in raw.find({"_id": {"$in": chunk}}, dict.fromkeys(MARKERS, 1)))
+        updates = [UpdateOne({"_id": lead.source_id}, update) for lead in leads if (update := lead.unmark())]
+        unmarked += len(updates)
+        if updates and not dry_run:
+            db[SOURCE_COLLECTION].bulk_write(updates, ordered=False)
     return unmarked

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,13 +22,14 @@ import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.config import backups_dir, reports_dir
-from leadnorm.contract import CLEANED_COLLECTION, REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.contract import CLEANED_COLLECTION, NESTED_FIELD, REJECTS_COLLECTION, SOURCE_COLLECTION
 from leadnorm.errors import StagingError
+from leadnorm.mongo import retry_transient
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps import extract
 from leadnorm.steps.backup import backup
 from leadnorm.steps.changes import Changes, detect_changes
-from leadnorm.steps.load import build_indexes_after_load, load_collection
+from leadnorm.steps.load import build_indexes_after_load, ensure_indexes, load_collection
 from leadnorm.steps.mark import fingerprints_by_source, mark_migrated, write_rejects
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.prune import prune
@@ -225,11 +226,13 @@ def read_scope(run: RunFolder) -> Scope | None:
 def stored_references(db: Database) -> tuple[pd.DataFrame, dict[str, Counter]]:
     """Each stored normalized lead's company and persona, and how many leads point at each
     company and persona (all leads, uploaded and cleaned-up ones included)."""
-    columns = {"_id": 1, "company_id": 1, "persona_id": 1, "legacy_lead_id": 1}
+    columns = {"_id": 1, "company_id": 1, "persona_id": 1, "legacy_lead_id": 1, NESTED_FIELD: 1}
     rows, counts = [], {"company_id": Counter(), "persona_id": Counter()}
     for lead in db[SOURCE_COLLECTION].find(
         {"$or": [{"company_id": {"$exists": True}}, {"persona_id": {"$exists": True}}]}, columns
     ):
+        if NESTED_FIELD in lead:  # a nested lead's own `company_id` is its data, no reference
+            continue
         for column, counter in counts.items():
             if lead.get(column) is not None:
                 counter[lead[column]] += 1
@@ -296,7 +299,7 @@ def load_step(
         set_key_store_complete(db, False)  # until the run's last write
         bulk = db[collection].find_one({}, {"_id": 1}) is None
         if not bulk:
-            db[collection].create_indexes(indexes)
+            ensure_indexes(db, collection, indexes)
     frame = run.read_frame(collection)
     ids = None
     if read_scope(run) is not None:
@@ -451,38 +454,29 @@ def migrate(
     if not skip_validation:
         import_gate_in_background()
 
-    @contextmanager
-    def step(name: str):
+    def step(name: str, operation):
+        """One step, timed, and run again after a transient network error (every step can be rerun)."""
         started = time.perf_counter()
         try:
-            yield
+            return retry_transient(db, operation, name)
         finally:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
             run.write_result("timings", timings)
 
     if not dry_run:
-        with step("backup"):
-            backup_step(db, run, backup_dir)
-    with step("extract"):
-        extract_all(db, run, batch_size, partitions, changes=changes)
-    with step("normalize"):
-        normalize_step(run, db)
+        step("backup", lambda: backup_step(db, run, backup_dir))
+    step("extract", lambda: extract_all(db, run, batch_size, partitions, changes=changes))
+    step("normalize", lambda: normalize_step(run, db))
     if not skip_validation:
-        with step("validate"):
-            validate_step(run, dry_run=dry_run)
-    with step("load"):
-        for name in COLLECTIONS:
-            load_step(db, run, name, dry_run=dry_run, batch_size=batch_size)
-    with step("mark"):
-        mark_step(db, run, dry_run=dry_run, batch_size=batch_size)
-    with step("prune"):
-        prune_step(db, run, dry_run=dry_run)
-        keys_step(db, run, dry_run=dry_run)
+        step("validate", lambda: validate_step(run, dry_run=dry_run))
+    for name in COLLECTIONS:
+        step("load", lambda name=name: load_step(db, run, name, dry_run=dry_run, batch_size=batch_size))
+    step("mark", lambda: mark_step(db, run, dry_run=dry_run, batch_size=batch_size))
+    step("prune", lambda: prune_step(db, run, dry_run=dry_run))
+    step("prune", lambda: keys_step(db, run, dry_run=dry_run))
     if dry_run:
         return run, None
-    with step("verify"):
-        report = verify_step(db, run)
-    return run, report
+    return run, step("verify", lambda: verify_step(db, run))
 
 
 def refresh(db: Database, **options) -> tuple[Changes, RunFolder | None, VerifyReport | None]:

@@ -30,6 +30,7 @@ from leadnorm.contract import (
     LOCKS_COLLECTION,
     NESTED_LEAD,
     NORMALIZED_LEAD,
+    ROLLBACK_STASH_COLLECTION,
     SOURCE_COLLECTION,
     UPLOADED_LEAD,
     legacy_key,
@@ -147,12 +148,15 @@ class RollbackResult:
 def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> RollbackResult:
     """Restore the backup's collections and drop the other collections the migrations wrote.
 
-    `keep_locks` leaves `migration_locks` alone: a caller holding the database's lock keeps it."""
+    The application's own leads (uploaded ones) and the companies and personas they reference
+    are first copied into `migration_rollback_stash`, and put back from there after the restore:
+    a rollback killed at any point and run again loses none of them. `keep_locks` leaves
+    `migration_locks` alone: a caller holding the database's lock keeps it."""
     manifest = check_backup(folder)
     if manifest["database"] != db.name:
         raise BackupError(f"{folder}: a backup of database {manifest['database']!r}, not {db.name!r}")
     result = RollbackResult(folder, normalized_leads_before=db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD))
-    uploads = uploaded_with_references(db)
+    stash_application_data(db)
     for name in sorted(manifest["collections"], key=lambda n: n != SOURCE_COLLECTION):
         result.restored[name] = restore_collection(db, folder, name)
         _restore_indexes(db, folder / manifest["database"] / f"{name}.metadata.json", name)
@@ -160,7 +164,9 @@ def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> Rollbac
     existing = set(db.list_collection_names())
     written = [name for name in COLLECTION_NAMES if name != SOURCE_COLLECTION]
     written += sorted(name for name in existing if name.startswith(BOOKKEEPING_PREFIX))
-    spared = {*result.restored, CLEANED_COLLECTION, *([LOCKS_COLLECTION] if keep_locks else [])}
+    spared = {*result.restored, CLEANED_COLLECTION, ROLLBACK_STASH_COLLECTION}
+    if keep_locks:
+        spared.add(LOCKS_COLLECTION)
     for name in dict.fromkeys(written):
         if name in existing and name not in spared:
             result.dropped[name] = db[name].count_documents({})
@@ -171,28 +177,44 @@ def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> Rollbac
         if not result.cleaned_kept:
             result.dropped[CLEANED_COLLECTION] = held
             db.drop_collection(CLEANED_COLLECTION)
-    result.uploaded_leads_kept = put_back(db, uploads)
+    result.uploaded_leads_kept = put_back(db)
+    db.drop_collection(ROLLBACK_STASH_COLLECTION)
     result.normalized_leads_after = db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD)
     return result
 
 
-def uploaded_with_references(db: Database) -> dict[str, list[dict]]:
-    """The uploaded leads, and the companies and personas they reference: application data
-    that no migration wrote, so no rollback removes it."""
-    leads = list(db[SOURCE_COLLECTION].find(UPLOADED_LEAD))
-    kept = {SOURCE_COLLECTION: leads}
-    for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
-        ids = {lead[column] for lead in leads if lead.get(column) is not None}
-        kept[collection] = [doc for part in in_chunks(ids) for doc in db[collection].find({"_id": {"$in": part}})]
-    return kept
+# What the stash keeps, in the order it is put back: referenced collections first.
+STASHED = (("companies", "company_id"), ("personas", "persona_id"), (SOURCE_COLLECTION, None))
 
 
-def put_back(db: Database, kept: dict[str, list[dict]]) -> int:
-    """Insert what `uploaded_with_references` kept where the restore left no document of that id
-    (a restored one wins); returns the uploaded leads there now."""
-    for collection in ("companies", "personas", SOURCE_COLLECTION):
-        insert_missing(db[collection], kept[collection])
-    return len(kept[SOURCE_COLLECTION])
+def stash_application_data(db: Database, batch_size: int = 1000) -> None:
+    """Copy the uploaded leads, and the companies and personas they reference, into the stash:
+    application data that no migration wrote, so no rollback removes it. What a killed rollback
+    stashed stays there (it may be gone from its collection by now); this adds what is missing."""
+    stash = db[ROLLBACK_STASH_COLLECTION]
+    leads = db[SOURCE_COLLECTION].find(UPLOADED_LEAD, batch_size=batch_size)
+    while batch := list(islice(leads, batch_size)):
+        insert_missing(stash, _stashed(SOURCE_COLLECTION, batch))
+        for collection, column in STASHED[:2]:
+            ids = {lead[column] for lead in batch if lead.get(column) is not None}
+            found = [doc for part in in_chunks(ids) for doc in db[collection].find({"_id": {"$in": part}})]
+            insert_missing(stash, _stashed(collection, found))
+
+
+def _stashed(collection: str, documents: list[dict]) -> list[dict]:
+    return [{"_id": {"collection": collection, "id": doc["_id"]}, "document": doc} for doc in documents]
+
+
+def put_back(db: Database, batch_size: int = 1000) -> int:
+    """Insert what the stash holds where the restore left no document of that id (a restored one
+    wins); returns the uploaded leads the stash held."""
+    stash, uploaded = db[ROLLBACK_STASH_COLLECTION], 0
+    for collection, _ in STASHED:
+        found = stash.find({"_id.collection": collection}, batch_size=batch_size)
+        while batch := [record["document"] for record in islice(found, batch_size)]:
+            insert_missing(db[collection], batch)
+            uploaded += len(batch) if collection == SOURCE_COLLECTION else 0
+    return uploaded
 
 
 def _restore_indexes(db: Database, metadata: Path, collection: str) -> None:

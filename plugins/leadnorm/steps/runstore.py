@@ -59,21 +59,27 @@ def private_dir(path: Path) -> Path:
         return path
     for level in [*reversed(path.parents), path]:
         if not level.exists():
-            level.mkdir(mode=0o700, exist_ok=True)
+            try:
+                level.mkdir(mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise StagingError(f"{level}: cannot create the folder ({exc.strerror or exc})") from None
     return path
 
 
 def write_private(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically (a temp file renamed), mode 0600; an object in object
-    storage, which appears whole or not at all."""
+    storage, which appears whole or not at all. A failure is a StagingError naming the folder."""
     if not _local(path):
         path.write_bytes(data)
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    tmp.replace(path)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            out.write(data)
+        tmp.replace(path)
+    except OSError as exc:  # a full disk, say: say where, and leave no half file
+        tmp.unlink(missing_ok=True)
+        raise StagingError(f"{path.parent}: cannot write {path.name} ({exc.strerror or exc})") from None
 
 
 @dataclass(frozen=True)

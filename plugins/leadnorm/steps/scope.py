@@ -23,7 +23,14 @@ from bson import Binary
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 
-from leadnorm.contract import KEYS_COLLECTION, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
+from leadnorm.contract import (
+    KEYS_COLLECTION,
+    NESTED_FIELD,
+    NESTED_LEAD,
+    SOURCE_COLLECTION,
+    is_normalized_lead,
+    legacy_key,
+)
 from leadnorm.mongo import in_chunks, source_id
 from leadnorm.steps.changes import Changes
 from leadnorm.steps.extract import WITHOUT_MARKERS, source_frame
@@ -41,10 +48,19 @@ def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict
     queries = [{field: {"$in": [source_id(key) for key in part]}} for part in in_chunks(keys - {null})]
     if null in keys:
         queries.append({field: {"$type": "null"}})  # `$in: [null]` would match every document without it
+    seen = set()  # 42 and Int64(42) may sit in two lists: a document matching both comes once
     for query in queries:
         for doc in collection.find({**query, **extra}, projection):
-            if field in doc and legacy_key(doc[field]) in keys:
+            if field in doc and legacy_key(doc[field]) in keys and (seen_key := legacy_key(doc["_id"])) not in seen:
+                seen.add(seen_key)
                 yield doc
+
+
+def normalized_leads_of(db: Database, keys: Iterable[bytes], projection: dict) -> Iterator:
+    """The normalized leads whose `legacy_lead_id` is one of the source ids `keys`, type-exact; a
+    nested lead carrying a `legacy_lead_id` of its own is data, never one of them."""
+    found = find_exactly(db[SOURCE_COLLECTION], "legacy_lead_id", keys, {**projection, NESTED_FIELD: 1})
+    return (lead for lead in found if is_normalized_lead(lead))
 
 
 @dataclass
@@ -179,9 +195,7 @@ def _ids_by(db: Database, collection: str, field: str, values: Iterable) -> list
 def stored_for(db: Database, scope: Scope) -> Stored:
     rows = [
         {"_id": lead["_id"], "company_id": lead.get("company_id"), "persona_id": lead.get("persona_id")}
-        for lead in find_exactly(
-            db[SOURCE_COLLECTION], "legacy_lead_id", scope.all, {"company_id": 1, "persona_id": 1, "legacy_lead_id": 1}
-        )
+        for lead in normalized_leads_of(db, scope.all, {"company_id": 1, "persona_id": 1, "legacy_lead_id": 1})
     ]
     refs = pd.DataFrame(rows, columns=["_id", "company_id", "persona_id"], dtype=object)
     leads = list(refs["_id"])
@@ -193,7 +207,8 @@ def stored_for(db: Database, scope: Scope) -> Stored:
         counts[column] = Counter(
             doc[column]
             for part in in_chunks(ids)
-            for doc in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {column: 1})
+            for doc in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {column: 1, NESTED_FIELD: 1})
+            if NESTED_FIELD not in doc
         )
     related["technographics"] = _ids_by(db, "technographics", "company_id", related["companies"])
     for collection in ("research_runs", "detected_signals", "icp_scores"):
@@ -208,8 +223,10 @@ def occupied_outside(db: Database, scope: Scope, column: str, candidates: Iterab
     entity's. (One referenced only by cleaned-up leads is free: a full resolve would reuse it too.)"""
     holders: dict[bytes, set] = {}
     for part in in_chunks(candidates):
-        for lead in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {column: 1, "legacy_lead_id": 1}):
-            if "legacy_lead_id" in lead and legacy_key(lead["legacy_lead_id"]) not in scope.all:
+        for lead in db[SOURCE_COLLECTION].find(
+            {column: {"$in": part}}, {column: 1, "legacy_lead_id": 1, NESTED_FIELD: 1}
+        ):
+            if is_normalized_lead(lead) and legacy_key(lead["legacy_lead_id"]) not in scope.all:
                 holders.setdefault(legacy_key(lead["legacy_lead_id"]), set()).add(lead[column])
     taken = set()
     for part in in_chunks(holders):

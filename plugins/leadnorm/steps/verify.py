@@ -1,7 +1,7 @@
 """Reconciliation after a load: every nested lead accounted for, every document and reference there.
 
 Checks, against the database as it is now:
-- nested leads = migrated (`_migrated: true`) + rejected (in `migration_rejects`), none both;
+- nested leads = migrated (marked by the migration, `leadnorm.source`) + rejected (in `migration_rejects`), none both;
 - each collection holds every document the normalized frames expect, and as many;
 - every reference (company_id, lead_id, ...) resolves to a document of its target.
 Source ids are compared by `legacy_key`, so any `_id` type (an embedded document too) works.
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 from pymongo.database import Database
 
-from leadnorm.contract import MIGRATED, NESTED_FIELD, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
+from leadnorm.contract import NESTED_FIELD, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
 from leadnorm.mongo import in_chunks
 from leadnorm.schema import COLLECTIONS
-from leadnorm.steps.load import scope
+from leadnorm.source import MARK_PROJECTION, is_marked
+from leadnorm.steps.load import is_owned
 from leadnorm.steps.prune import kept_stale
 from leadnorm.steps.scope import Scope, find_exactly, stored_for
 from leadnorm.transform.resolve import Normalized
@@ -100,13 +101,13 @@ def verify(db: Database, expected: Normalized) -> VerifyReport:
     for name, collection in COLLECTIONS.items():
         projection = dict.fromkeys(collection.references, 1)
         if name == SOURCE_COLLECTION:
-            projection.update({MIGRATED: 1, NESTED_FIELD: 1, "legacy_lead_id": 1})
+            projection.update({**MARK_PROJECTION, NESTED_FIELD: 1, "legacy_lead_id": 1})
         ids = stored[name] = set()
         for doc in db[name].find({}, projection or {"_id": 1}):
             if name == SOURCE_COLLECTION:
                 if NESTED_FIELD in doc:
-                    nested[legacy_key(doc["_id"])] = doc.get(MIGRATED) is True
-                if not all(field in doc for field in scope(name)):
+                    nested[legacy_key(doc["_id"])] = is_marked(doc)
+                if not is_owned(name, doc):
                     continue
             ids.add(doc["_id"])
             for column, target in collection.references.items():
@@ -135,10 +136,9 @@ def verify_scope(db: Database, expected: Normalized, scope: Scope) -> VerifyRepo
     now, and where those documents' references lead. What lies outside the scope was verified
     when it was written and nothing has touched it since."""
     report = VerifyReport(scope=f"refresh scope: {len(scope.leads)} source leads, {len(scope.gone)} gone")
-    projection = {MIGRATED: 1}
     nested = {
-        legacy_key(doc["_id"]): doc.get(MIGRATED) is True
-        for doc in find_exactly(db[SOURCE_COLLECTION], "_id", scope.leads, projection, **NESTED_LEAD)
+        legacy_key(doc["_id"]): is_marked(doc)
+        for doc in find_exactly(db[SOURCE_COLLECTION], "_id", scope.leads, MARK_PROJECTION, **NESTED_LEAD)
     }
     rejected = {legacy_key(doc["_id"]) for doc in find_exactly(db[REJECTS_COLLECTION], "_id", scope.all, {"_id": 1})}
     _reconcile(report, nested, rejected)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from datetime import UTC, datetime
 
+import idna
 from bson.decimal128 import Decimal128
 
 from leadnorm.contract import FIT_TIERS, LEVELS
@@ -42,11 +44,25 @@ def read_text(value, target: str, warnings: Warnings) -> str | None:
     return None
 
 
+# Zero-width and bidirectional control characters (and the soft hyphen): invisible, they make two
+# keys that read the same differ.
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+
+
+def visible(text: str) -> str:
+    """`text` in Unicode NFC, without zero-width and bidi control characters: the form every key
+    is compared in (a name typed on a Mac arrives decomposed, NFD; the same name pasted from a web
+    page may carry a zero-width space)."""
+    return unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
+
+
 def name_key(value) -> str | None:
-    """How names compare: without case and surrounding white space."""
-    if not isinstance(value, str) or not value.strip():
+    """How names compare: without case and surrounding white space, in NFKC (compatibility forms such
+    as the ligature `ﬁ` or full-width letters read as their plain letters), invisible characters removed."""
+    if not isinstance(value, str):
         return None
-    return value.strip().casefold()
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", _INVISIBLE.sub("", value)).casefold())
+    return folded.strip() or None
 
 
 # The normalized forms, exactly as the expectation suites check them (tests hold the two
@@ -58,11 +74,11 @@ _LINKEDIN = re.compile(r"^[^\sA-Z/?#:]+(?:/[^\sA-Z/?#]+)*$")
 
 
 def _normalized(value, target: str, warnings: Warnings, form, pattern: re.Pattern) -> str | None:
-    """`form` of the lower-cased text, or unreadable unless it matches the suite's `pattern`."""
+    """`form` of the lower-cased visible text, or unreadable unless it matches the suite's `pattern`."""
     text = read_text(value, target, warnings)
     if text is None:
         return None
-    normalized = form(text.lower())
+    normalized = form(visible(text).lower())
     if not pattern.match(normalized):
         warnings.unreadable(target)
         return None
@@ -81,7 +97,23 @@ def _without_www(host: str) -> str:
 
 def _host(url: str) -> str:
     host = re.split(r"[/?#]", _without_scheme(url), maxsplit=1)[0]
-    return _without_www(host.rsplit("@", 1)[-1].split(":", 1)[0].strip().rstrip("."))
+    return _without_www(idna_host(host.rsplit("@", 1)[-1].split(":", 1)[0].strip()).rstrip("."))
+
+
+def idna_host(host: str) -> str:
+    """A host name in one IDNA form, as browsers map it (UTS 46, non-transitional), with Unicode
+    labels: `BÜCHER.example`, `xn--bcher-kva.example` and `bücher.example` are all `bücher.example`,
+    full-width dots are dots. "" when it cannot be a host name."""
+    try:
+        labels = idna.uts46_remap(host, std3_rules=False, transitional=False).split(".")
+        return ".".join(idna.ulabel(label) if label.startswith("xn--") else label for label in labels)
+    except (idna.IDNAError, UnicodeError):
+        return ""
+
+
+def _email(text: str) -> str:
+    local, at, domain = text.rpartition("@")
+    return f"{local}@{idna_host(domain)}" if at else text
 
 
 def _linkedin_path(url: str) -> str:
@@ -94,8 +126,8 @@ def normalize_domain(value, target: str, warnings: Warnings) -> str | None:
 
 
 def normalize_email(value, target: str, warnings: Warnings) -> str | None:
-    """` Ann@Acme.IO ` -> `ann@acme.io`."""
-    return _normalized(value, target, warnings, str, _EMAIL)
+    """` Ann@Acme.IO ` -> `ann@acme.io`; its domain in the IDNA form of `normalize_domain`."""
+    return _normalized(value, target, warnings, _email, _EMAIL)
 
 
 def normalize_linkedin(value, target: str, warnings: Warnings) -> str | None:
@@ -103,10 +135,14 @@ def normalize_linkedin(value, target: str, warnings: Warnings) -> str | None:
     return _normalized(value, target, warnings, _linkedin_path, _LINKEDIN)
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what a BSON integer holds
+
+
 def read_number(
     value, target: str, warnings: Warnings, *, lo: float | None = None, hi: float | None = None, integer: bool = False
 ) -> float | int | None:
-    """A number within [lo, hi]; numeric strings are read, anything else is unreadable."""
+    """A number within [lo, hi]; numeric strings are read, anything else is unreadable, an integer
+    beyond BSON's 64 bits (1e308, "1e20" milliseconds) too."""
     if is_blank(value):
         return None
     number = None
@@ -125,7 +161,7 @@ def read_number(
         and math.isfinite(number)
         and (lo is None or number >= lo)
         and (hi is None or number <= hi)
-        and (not integer or float(number).is_integer())
+        and (not integer or (float(number).is_integer() and INT64_MIN <= number <= INT64_MAX))
     )
     if not ok:
         warnings.unreadable(target)

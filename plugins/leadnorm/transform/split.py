@@ -16,7 +16,6 @@ from bson import ObjectId
 
 from leadnorm.contract import (
     DEFAULT_LEVEL,
-    MARKERS,
     MAX_DOCUMENT_BYTES,
     REJECT_NO_IDENTITY,
     REJECT_NOT_OBJECT,
@@ -40,8 +39,10 @@ from leadnorm.transform.clean import (
 )
 from leadnorm.transform.ids import derived_id, lead_id
 
-# Source fields each part of a nested lead maps; any other field is kept under `extra`.
-LEAD_FIELDS = frozenset({"_id", "lead_input", "research", "icp", "status", "created_at", "updated_at", *MARKERS})
+# Source fields each part of a nested lead maps; any other field is kept under `extra`, those named
+# like the migration's marks or a target field (`legacy_lead_id`, `company_id`, ...) included: the
+# source reaching split never holds the marks (`leadnorm.source`), so such a field is the application's.
+LEAD_FIELDS = frozenset({"_id", "lead_input", "research", "icp", "status", "created_at", "updated_at"})
 LEAD_INPUT_FIELDS = frozenset({"name", "title", "company", "email", "linkedin_url"})
 RESEARCH_FIELDS = frozenset({"CompanyProfile", "PersonaProfile", "DetectedSignals", "ResearchMeta"})
 # A profile's fields bear their target's names (the contract maps them one to one).
