@@ -164,3 +164,37 @@ def test_dag_refuses_a_wrong_confirm_then_cleans_up(migrated, mongo_uri, tmp_pat
     assert db.leads.count_documents(NESTED_LEAD) == db[REJECTS_COLLECTION].count_documents({})
     assert db[CLEANED_COLLECTION].count_documents({}) == nested - db.leads.count_documents(NESTED_LEAD)
     assert latest_backup(tmp_path / "dag-backups", db.name)
+
+
+class Killed(BaseException):
+    """What a kill does to a step: it stops where it is, and nothing after it runs."""
+
+
+def kill(*_args, **_kwargs):
+    raise Killed
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["leadnorm.steps.cleanup.DeleteOne", "leadnorm.steps.cleanup.forget_lead_keys"],
+    ids=["recorded", "deleted"],
+)
+def test_a_cleanup_killed_and_rerun_loses_nothing(migrated, tmp_path, monkeypatch, where):
+    """Killed after recording a batch in migration_cleaned (before deleting it), or after deleting
+    it (before forgetting its keys): the rerun finishes, every migrated lead is accounted for."""
+    db = migrated
+    migrated_ids = {d["_id"]: d["_migrated_lead_id"] for d in db.leads.find({"_migrated": True})}
+    normalized = {d["_id"] for d in db.leads.find(NORMALIZED_LEAD, {"_id": 1})}
+    monkeypatch.setattr(where, kill)
+    with pytest.raises(Killed):
+        run_cleanup(db, db.name, backup_dir=tmp_path / "b")
+    monkeypatch.undo()
+
+    run_cleanup(db, db.name, backup_dir=tmp_path / "b")
+    assert {d["_id"]: d["lead_id"] for d in db[CLEANED_COLLECTION].find()} == migrated_ids
+    assert not db.leads.find_one({**NESTED_LEAD, "_migrated": True})
+    assert {d["_id"] for d in db.leads.find(NORMALIZED_LEAD, {"_id": 1})} == normalized
+    changes, _, report = pipeline.refresh(
+        db, backup_dir=tmp_path / "b", run=RunFolder(tmp_path / "r"), skip_validation=True
+    )
+    assert not changes.any and report is None

@@ -8,11 +8,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from bson.raw_bson import RawBSONDocument
 
-from leadnorm.contract import MARKERS, NESTED_LEAD, REJECTS_COLLECTION, legacy_key
+from leadnorm.contract import NESTED_LEAD, NORMALIZED_LEAD, REJECTS_COLLECTION, legacy_key
 from leadnorm.devtools.seed import generate_leads
-from leadnorm.mongo import connect
+from leadnorm.mongo import RAW_CODEC_OPTIONS, connect
 from leadnorm.schema import COLLECTIONS
+from leadnorm.source import content
 from leadnorm.steps.changes import detect_changes
 from leadnorm.steps.pipeline import migrate, refresh
 from leadnorm.steps.runstore import RunFolder
@@ -29,7 +31,7 @@ def canonical(db) -> dict:
     """Every collection, with company and persona ids replaced by what identifies them here:
     the set of source leads that reference them. Two databases holding the same migration with
     other company or persona ids canonicalise to the same value."""
-    leads = list(db.leads.find({"legacy_lead_id": {"$exists": True}}))
+    leads = list(db.leads.find(NORMALIZED_LEAD))
     names = {}
     for column in ENTITY_REFERENCES.values():
         members: dict = {}
@@ -64,8 +66,8 @@ def from_scratch(db, mongo_uri, tmp_path) -> dict:
     """The canonical state a migration from scratch of `db`'s current nested source writes."""
     scratch = connect(mongo_uri, f"scratch_{uuid.uuid4().hex[:10]}")
     try:
-        source = [{k: v for k, v in doc.items() if k not in MARKERS} for doc in db.leads.find(NESTED_LEAD)]
-        scratch.leads.insert_many(source)
+        raw = db.leads.with_options(codec_options=RAW_CODEC_OPTIONS)
+        scratch.leads.insert_many([RawBSONDocument(content(doc.raw)) for doc in raw.find(NESTED_LEAD)])
         run(scratch, tmp_path, "scratch")
         return canonical(scratch)
     finally:
@@ -77,7 +79,7 @@ def entity_ids(db) -> dict[str, set]:
 
 
 def lead_ids(db) -> set:
-    return {d["_id"] for d in db.leads.find({"legacy_lead_id": {"$exists": True}}, {"_id": 1})}
+    return {d["_id"] for d in db.leads.find(NORMALIZED_LEAD, {"_id": 1})}
 
 
 @pytest.fixture

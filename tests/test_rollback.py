@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import bson
 import pytest
+from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
 
 from leadnorm.contract import (
@@ -20,6 +22,7 @@ from leadnorm.contract import (
     KEYS_COLLECTION,
     NORMALIZED_LEAD,
     REJECTS_COLLECTION,
+    ROLLBACK_STASH_COLLECTION,
 )
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.errors import BackupError
@@ -239,3 +242,62 @@ def test_dag_rolls_back_to_the_latest_backup(migrated, mongo_uri, tmp_path):
     assert raw_documents(db.leads) == [doc.raw for doc in iter_backup_documents(folder, "leads")]
     assert set(db.list_collection_names()) - {"migration_locks"} == {"leads"}
     assert db.migration_locks.count_documents({}) == 0, "the DAG's lock outlived the rollback"
+
+
+class Killed(BaseException):
+    """What a kill does to a step: it stops where it is, and nothing after it runs."""
+
+
+def kill(*_args, **_kwargs):
+    raise Killed
+
+
+def dropped_then_killed(db, folder, name, *_args, **_kwargs):
+    """A restore killed at its worst moment: the collection dropped, nothing inserted yet."""
+    db.drop_collection(name)
+    raise Killed
+
+
+def application_data(db) -> dict[str, list]:
+    """An uploaded lead with a company and a persona of its own: written after the backup."""
+    company = {"_id": ObjectId(), "name": "Uploaded Co", "domain": "uploaded.example"}
+    persona = {"_id": ObjectId(), "full_name": "Una Upload", "email": "una@uploaded.example"}
+    lead = {
+        "_id": ObjectId(),
+        "name": "Una Upload",
+        "company_id": company["_id"],
+        "persona_id": persona["_id"],
+        "status": "uploaded",
+        "extra": {"upload": {"file": "u.csv", "line": 2}},
+    }
+    for collection, document in (("companies", company), ("personas", persona), ("leads", lead)):
+        db[collection].insert_one(document)
+    return {"companies": [company], "personas": [persona], "leads": [lead]}
+
+
+@pytest.mark.parametrize(
+    "where, patched",
+    [
+        ("after stashing, before the restore", ("restore_collection", kill)),
+        ("in the middle of the restore", ("restore_collection", dropped_then_killed)),
+        ("before putting the stash back", ("put_back", kill)),
+        ("while putting the stash back", ("insert_missing", kill)),
+    ],
+)
+def test_a_rollback_killed_anywhere_and_rerun_loses_no_application_data(migrated, monkeypatch, where, patched):
+    db, folder = migrated
+    uploaded = application_data(db)
+    source = [doc for doc in iter_backup_documents(folder, "leads")]
+    monkeypatch.setattr(f"leadnorm.steps.rollback.{patched[0]}", patched[1])
+    with pytest.raises(Killed):
+        rollback(db, folder)
+    monkeypatch.undo()
+
+    result = rollback(db, folder)
+    assert result.uploaded_leads_kept == 1, where
+    for collection, documents in uploaded.items():
+        for document in documents:
+            assert db[collection].find_one({"_id": document["_id"]}) == document, (where, collection)
+    assert sorted(raw_documents(db.leads)) == sorted([doc.raw for doc in source] + [bson.encode(uploaded["leads"][0])])
+    assert db.leads.count_documents(NORMALIZED_LEAD) == 0
+    assert ROLLBACK_STASH_COLLECTION not in db.list_collection_names()

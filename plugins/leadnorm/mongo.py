@@ -308,6 +308,7 @@ def cut_fields(document: bytes, names: frozenset[bytes]) -> tuple[bytes, bytes]:
     """A raw BSON document without its top-level fields `names` (every other byte as it was: what
     a server's exclusion projection returns, without the server doing the work), and those fields
     as a document of their own. Cheap when none is present: a byte search decides before parsing."""
+    document = bytes(document)  # a large document comes as a memoryview, in which `in` looks for one byte
     if not any(name in document for name in names):
         return document, EMPTY_DOCUMENT
     kept, cut, offset, end = [], [], 4, len(document) - 1

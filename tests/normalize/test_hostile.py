@@ -18,15 +18,18 @@ from leadnorm.transform.ids import derived_id, lead_id
 from .leads import run
 
 
+def records(frame) -> list[dict]:
+    """Rows with their values as stored: `to_dict("records")` would turn an Int64 into an int."""
+    return [dict(zip(frame.columns, row)) for row in frame.itertuples(index=False, name=None)]
+
+
 def normalized(name: str):
     docs = CASES[name].build()
     return docs, run(*docs)
 
 
 def lead_by_source(result, source_id) -> dict:
-    found = [
-        r for r in result.frames["leads"].to_dict("records") if legacy_key(r["legacy_lead_id"]) == legacy_key(source_id)
-    ]
+    found = [r for r in records(result.frames["leads"]) if legacy_key(r["legacy_lead_id"]) == legacy_key(source_id)]
     assert len(found) == 1
     return found[0]
 
@@ -35,7 +38,7 @@ def lead_by_source(result, source_id) -> dict:
 def test_every_document_ends_as_its_class_says(hostile: Case):
     docs = hostile.build()
     result = run(*docs)
-    outcomes = result.outcomes.to_dict("records")
+    outcomes = records(result.outcomes)
     assert sorted(legacy_key(o["_id"]) for o in outcomes) == sorted(legacy_key(d["_id"]) for d in docs)
     if hostile.outcome == "migrated":
         assert {o["outcome"] for o in outcomes} == {"migrated"}
@@ -111,7 +114,7 @@ def test_a_too_large_lead_between_two_others_leaves_them_intact():
     expanding = CASES["target_larger_than_its_source"].build()[0]
     result = run(small, big, expanding, {**small, "_id": 3.5})
     assert len(result.frames["leads"]) == 2 and len(result.frames["icp_scores"]) == 0
-    rejected = result.rejects.to_dict("records")
+    rejected = records(result.rejects)
     assert [(r["_id"], r["reject_reason"]) for r in rejected] == [
         ("near-16mb", REJECT_TOO_LARGE),
         ("expanding", REJECT_TOO_LARGE),

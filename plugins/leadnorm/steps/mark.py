@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import pandas as pd
-from pymongo import DeleteOne, ReplaceOne, UpdateOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 
 from leadnorm.contract import MARKERS, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
@@ -111,7 +111,7 @@ def write_rejects(
         elif doc.keys() != want.keys() or any(doc[f] != want[f] for f in ("reason", "fingerprint")):  # ids: NaN
             writes.append(ReplaceOne({"_id": doc["_id"]}, want))
             result.rejects_written += 1
-    writes += [ReplaceOne({"_id": want["_id"]}, want, upsert=True) for want in wanted.values()]
+    writes += [InsertOne(want) for want in wanted.values()]  # none stored: an upsert would only cost more
     result.rejects_written += len(wanted)
     if writes and not dry_run:
         db[REJECTS_COLLECTION].bulk_write(writes, ordered=False)

@@ -414,6 +414,111 @@ def target_larger_than_its_source():
     return [lead("expanding", "expanding", icp=icp(score_breakdown={"fit": {"score": 5, "factors": factors}}))]
 
 
+# -- the second corpus: fields that collide with the pipeline's own, numbers beyond 64 bits ------
+
+
+@case()
+def id_int64_that_fits_32_bits():
+    """Stays an Int64 in every store: stored as an Int32 it was "gone" at the next refresh."""
+    return [lead(Int64(7), "id-int64-small")]
+
+
+@case()
+def top_level_legacy_lead_id():
+    """The application's own `legacy_lead_id`: its own `_id`, and another lead's. Data under
+    `extra`; neither the normalized leads' index nor any lookup takes it for a normalized lead."""
+    return [
+        lead("legacy-own", "legacy-own", legacy_lead_id="legacy-own"),
+        lead("legacy-other", "legacy-other", legacy_lead_id="42"),
+        lead("legacy-int", "legacy-int", legacy_lead_id=42),
+    ]
+
+
+@case()
+def top_level_marker_fields():
+    """Fields named like the migration's marks, written by the application: no mark at all."""
+    return [
+        lead(
+            "marks-app",
+            "marks-app",
+            _migrated=True,
+            _migrated_lead_id="crm-9",
+            _migrated_fingerprint="abc",
+            _migrated_displaced={"x": 1},
+        ),
+        lead("marks-false", "marks-false", _migrated=False),
+        lead("marks-oid", "marks-oid", _migrated=True, _migrated_lead_id=ObjectId("000000000000000000000099")),
+    ]
+
+
+@case()
+def top_level_target_fields():
+    """A lead's target fields at the top of the nested lead: `company_id` no reference, `upload` no
+    upload, `extra` no extra of the pipeline's."""
+    return [
+        lead(
+            "targets",
+            "targets",
+            company_id="not-an-id",
+            persona_id=ObjectId("000000000000000000000098"),
+            name="Top-level Name",
+            email="top@hostile.test",
+            title="CEO",
+            upload={"file": "leads.csv", "line": 2},
+            extra={"crm": 1},
+        )
+    ]
+
+
+@case(warns=("companies.employee_count", "companies.founded_year", "research_runs.research_meta.duration_ms"))
+def integers_beyond_64_bits():
+    """1e308, 2**63 in every spelling, "1e20" milliseconds: BSON holds none of them as an integer."""
+    return [
+        lead(
+            "huge-float",
+            "huge-float",
+            research=research(
+                CompanyProfile={"name": "Huge", "employee_count": 1e308, "founded_year": "1e20"},
+                ResearchMeta={"completed_at_utc": datetime(2024, 3, 1, tzinfo=UTC), "duration_ms": "1e20"},
+            ),
+        ),
+        lead(
+            "huge-text", "huge-text", research=research(CompanyProfile={"name": "Huge", "employee_count": str(2**63)})
+        ),
+        lead(
+            "huge-decimal",
+            "huge-decimal",
+            research=research(CompanyProfile={"name": "Huge", "employee_count": Decimal128(str(2**63))}),
+        ),
+        lead("huge-neg", "huge-neg", research=research(ResearchMeta={"duration_ms": -(2.0**64)})),
+    ]
+
+
+# Spellings of one person and one company the dedupe must merge (tests/test_hostile.py counts them).
+NFD_JOSE = "Jose\u0301"  # é as e + combining acute: what macOS file names and some forms send
+UNICODE_PERSONA_EMAILS = ("josé@bücher.example", f"{NFD_JOSE}@BÜCHER.example", "jos\u200bé@xn--bcher-kva.example")
+UNICODE_COMPANY_DOMAINS = ("bücher.example", "xn--bcher-kva.example", "BÜCHER.example", "bü\u200bcher.example")
+
+
+@case()
+def unicode_forms_of_one_person_and_one_company():
+    return [
+        lead(
+            f"unicode-{number}",
+            f"unicode-{number}",
+            lead_input={"name": name, "email": email, "company": "Bücher GmbH"},
+            research=research(CompanyProfile={"name": "Bücher GmbH", "domain": domain}),
+        )
+        for number, (name, email, domain) in enumerate(
+            zip(
+                ("José Bücher", f"{NFD_JOSE} Bücher", "Jos\u200bé Bü\u200ccher", "JOSÉ BÜCHER"),
+                (*UNICODE_PERSONA_EMAILS, None),
+                UNICODE_COMPANY_DOMAINS,
+            )
+        )
+    ]
+
+
 def documents() -> list[dict]:
     """Every case's documents, in one list."""
     return [doc for hostile in CASES.values() for doc in hostile.build()]
