@@ -2,7 +2,10 @@
 
 Mounts `leadnorm.ui.app` (FastAPI) under /leadnorm on Airflow's API server, puts **Leads** in
 the UI's navigation and **Data Docs** on the page of every DAG run. Its endpoints require an
-Airflow sign-in like Airflow's own API (see `leadnorm.ui.app`).
+Airflow sign-in like Airflow's own API, show read-only users allowlisted fields only, take
+changes from Airflow's own origin only and send security headers (see `leadnorm.ui.app`).
+Set `[api] base_url` when Airflow is reached through a proxy: the upload triggers Airflow's
+API there, and a browser's Origin is checked against it.
 """
 
 from __future__ import annotations

@@ -56,6 +56,14 @@ def docs(gate_result) -> Path:
     return gate_result.docs_index.parent
 
 
+def page_with_scripts(page: Path) -> str:
+    """A page's text and that of the inline scripts publishing moved beside it (the index's table of
+    runs, for one): what a reader's browser shows."""
+    text = page.read_text(encoding="utf-8")
+    moved = re.findall(r'<script src="([^"/]+\.inline-[0-9a-f]{16}\.js)"', text)
+    return text + "".join((page.parent / name).read_text(encoding="utf-8") for name in moved)
+
+
 def _text_files(docs: Path):
     return [path for path in docs.rglob("*") if path.suffix in (".html", ".css", ".js", ".json", ".svg")]
 
@@ -147,3 +155,36 @@ def test_serve_answers_on_loopback_only(docs):
     finally:
         server.shutdown()
         server.server_close()
+
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\ssrc\s*=)[^>]*>", re.IGNORECASE)
+INLINE_HANDLER = re.compile(r"<[a-zA-Z][^>]*\son[a-z]+\s*=", re.IGNORECASE)
+
+
+def test_no_inline_script_or_handler_left(docs):
+    """The pages work under a policy that runs scripts from files only (`script-src 'self'`)."""
+    pages = [path for path in docs.rglob("*.html") if "vendor" not in path.parts]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not INLINE_SCRIPT.search(text), f"{page}: {INLINE_SCRIPT.search(text).group()}"
+        assert not INLINE_HANDLER.search(text), f"{page}: {INLINE_HANDLER.search(text).group()[:120]}"
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    moved = re.findall(r'<script src="(index\.inline-[0-9a-f]{16}\.js)">', index)
+    assert moved and all((docs / name).is_file() for name in moved)
+    handlers = "".join((docs / name).read_text(encoding="utf-8") for name in moved)
+    assert "clearTableFilters('" in handlers and 'addEventListener("click"' in handlers
+    # a rebuilt page leaves no script of its earlier build behind
+    assert {path.name for path in docs.glob("index.inline-*.js")} == set(moved)
+
+
+def test_a_rebuilt_page_gets_fresh_script_files(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text('<html><body><script>var a = 1;</script><a onclick="go(&quot;x&quot;)">x</a></body></html>')
+    datadocs.make_offline(tmp_path)
+    first = {path.name for path in tmp_path.glob("page.inline-*.js")}
+    assert len(first) == 2 and 'data-leadnorm-onclick="0"' in page.read_text()
+    assert any('go("x")' in (tmp_path / name).read_text() for name in first)
+    page.write_text("<html><body><script>var a = 2;</script></body></html>")  # as GX rebuilds it
+    datadocs.make_offline(tmp_path)
+    second = {path.name for path in tmp_path.glob("page.inline-*.js")}
+    assert len(second) == 1 and not second & first

@@ -1,9 +1,12 @@
-"""Data Docs render completely in a real browser that can reach nothing but loopback.
+"""Data Docs render completely in a real browser that can reach nothing but loopback, under
+the Content-Security-Policy they are made for (no inline script).
 
 Headless Chromium (Debian's, driven through Debian's chromedriver: Selenium Manager never
-runs) opens the docs served by `datadocs.serve`. Every host but 127.0.0.1 is unresolvable
-and every proxied request goes to a closed port, so a page that still needed a CDN would
-show failed requests or unrendered tables. Screenshots go to `<reports>/screenshots/`.
+runs) opens the docs served by `datadocs.serve`, which sends that policy, as the Leads plugin
+does: a script the policy blocks shows as a violation on the console and fails the test.
+Every host but 127.0.0.1 is unresolvable and every proxied request goes to a closed port, so
+a page that still needed a CDN would show failed requests or unrendered tables. Screenshots
+go to `<reports>/screenshots/`.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
 from test_validate import valid_frames
 
-from leadnorm.quality.datadocs import serve
+from leadnorm.quality.datadocs import CONTENT_SECURITY_POLICY, serve
 from leadnorm.quality.validate import run_gate
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,10 +123,12 @@ def _open(browser, url: str, screenshot: Path) -> dict:
         elif message["method"] == "Network.responseReceived" and params["response"]["status"] >= 400:
             response = params["response"]
             failed.append(f"{response['url']}: HTTP {response['status']}")
+    console = browser.get_log("browser")
     return {
         "requested": list(requested.values()),
         "failed": failed,
-        "severe": [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"],
+        "severe": [entry for entry in console if entry["level"] == "SEVERE"],
+        "csp_violations": [entry["message"] for entry in console if "Content Security Policy" in entry["message"]],
         "rows": browser.execute_script("return document.querySelectorAll('table tbody tr').length"),
         "icon_font": browser.execute_script(
             "return document.fonts.check('900 16px \"Font Awesome 6 Free\"')"
@@ -133,6 +139,7 @@ def _open(browser, url: str, screenshot: Path) -> dict:
 
 
 def _assert_rendered_offline(seen: dict, base: str) -> None:
+    assert seen["csp_violations"] == [], seen["csp_violations"]
     assert seen["failed"] == [], seen["failed"]
     assert seen["severe"] == [], seen["severe"]
     assert seen["requested"], "the performance log recorded no request"
@@ -143,7 +150,12 @@ def _assert_rendered_offline(seen: dict, base: str) -> None:
 
 
 def test_index_and_validation_page_render_without_network(browser, reports, docs_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     base = docs_url.rsplit("/data_docs/", 1)[0]
+    with urllib.request.urlopen(docs_url, timeout=10) as page:
+        assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     index = _open(browser, docs_url, reports / "screenshots" / "index.png")
     _assert_rendered_offline(index, base)
     run_names = browser.execute_script(  # all rows, not only the table's first page
@@ -160,3 +172,9 @@ def test_index_and_validation_page_render_without_network(browser, reports, docs
         "return [...document.querySelectorAll('td .badge-danger, td .badge-warning')].map(b => b.innerText)"
     )
     assert sorted(badges) == ["critical"]  # the failed status; the leads suite had no failed warning
+    succeeded = "return $('.hide-succeeded-validation-target-child').parent().filter(':visible').length"
+    shown = browser.execute_script(succeeded)
+    browser.find_element(By.CSS_SELECTOR, "[data-leadnorm-onclick]:not(.active)").click()  # "Failed Only"
+    WebDriverWait(browser, 10).until(lambda driver: driver.execute_script(succeeded) < shown)  # the moved handler ran
+
+    assert [entry for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]] == []

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from test_datadocs import page_with_scripts
 from test_validate import valid_frames
 
 from leadnorm.quality.suites import suite_definitions
@@ -31,7 +32,7 @@ def reports(tmp_path_factory) -> Path:
 
 
 def test_index_lists_the_real_and_the_dry_run(reports):
-    index = (reports / "data_docs" / "index.html").read_text(encoding="utf-8")
+    index = page_with_scripts(reports / "data_docs" / "index.html")
     rows = RUN_NAME.findall(index)
     suites = len(suite_definitions())
     assert sorted(rows) == sorted(["nightly"] * suites + [f"{DRY_RUN_PREFIX}nightly"] * suites)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_datadocs import page_with_scripts
 
 from leadnorm.contract import MIGRATED, NESTED_LEAD, NORMALIZED_LEAD, REJECT_NOT_OBJECT, REJECTS_COLLECTION
 from leadnorm.devtools.seed import seed_leads
@@ -49,7 +50,7 @@ def test_passes_after_a_migration(migrated, tmp_path):
     result = validate_stored(migrated, reports_dir=tmp_path / "reports")
     assert result.passed, result.log_line()
     assert result.docs_index.exists()
-    assert "quality-report-" in result.docs_index.read_text()
+    assert "quality-report-" in page_with_scripts(result.docs_index)
 
 
 def test_a_deleted_company_fails_critically(migrated, tmp_path):

@@ -1,6 +1,9 @@
 """The Leads plugin in the real Airflow UI, in headless Chromium that can reach nothing but
-loopback: sign in, open Leads from the navigation, open a lead and see its signals and factor
-chart, open the Data Docs from a DAG run's page. Screenshots go to `<tmp>/screenshots/`.
+loopback: sign in, open Leads from the navigation, upload a CSV through the page's form (the
+cross-site refusal lets a same-origin form through), open a lead and see its signals and
+factor chart, open the Data Docs from a DAG run's page and the Data Docs index, whose tables
+its scripts fill. The plugin's Content-Security-Policy applies throughout: a violation the
+console reports fails the test. Screenshots go to `<tmp>/screenshots/`.
 
 The DAG run is a real one (`airflow dags test leads_migration` in the scratch AIRFLOW_HOME), so
 its page exists and its gate wrote the Data Docs the run's tab lists.
@@ -37,6 +40,8 @@ def ui(mongo_uri, tmp_path_factory):
         [AIRFLOW, "dags", "test", "leads_migration"], env=env, capture_output=True, text=True, timeout=600
     )
     assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
+    # what the DAG processor does: the upload form can then trigger leads_csv_ingest
+    subprocess.run([AIRFLOW, "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
     try:
         with api_server(env) as base:
             yield {"base": base, "password": password, "db": database, "shots": home / "screenshots"}
@@ -60,6 +65,7 @@ def test_sign_in_leads_lead_page_and_a_runs_data_docs(browser, ui):  # noqa: F81
 
     base = ui["base"]
     browser.get_log("performance")  # what earlier tests of this browser left
+    browser.get_log("browser")
     browser.get(f"{base}/leadnorm/leads")  # not signed in: no lead data
     assert "Not authenticated" in browser.page_source and "<table" not in browser.page_source
 
@@ -77,6 +83,17 @@ def test_sign_in_leads_lead_page_and_a_runs_data_docs(browser, ui):  # noqa: F81
     rows = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table.leads tbody tr td a"))
     browser.switch_to.default_content()
     shot(browser, ui, "leads")
+
+    csv = ui["shots"].parent / "browser-upload.csv"
+    csv.write_text("name,title,company,email\nBea Browser,CTO,Form Co,bea@form.example\n")
+    browser.switch_to.frame(frame)
+    browser.find_element(By.CSS_SELECTOR, "form.upload input[type='file']").send_keys(str(csv))
+    browser.find_element(By.CSS_SELECTOR, "form.upload button[type='submit']").click()
+    wait_for(browser, lambda d: "Upload received" in d.page_source)
+    assert "leads_csv_ingest" in browser.page_source
+    browser.execute_script("window.location.href = arguments[0]", "../leads")
+    rows = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table.leads tbody tr td a"))
+    browser.switch_to.default_content()
 
     database = ui["db"]
     signalled = {s["lead_id"] for s in database.detected_signals.find({}, {"lead_id": 1})}
@@ -107,6 +124,14 @@ def test_sign_in_leads_lead_page_and_a_runs_data_docs(browser, ui):  # noqa: F81
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table tbody tr"))
     browser.switch_to.default_content()
     shot(browser, ui, "data-docs")
+    browser.get(f"{base}/leadnorm/docs/index.html")  # its tables are filled by its scripts
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".ge-index-page-validation-results-table tbody tr"))
+    shot(browser, ui, "data-docs-index")
+
+    violations = [
+        entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]
+    ]
+    assert violations == [], violations
 
     requested = set()  # every request of the session, the plugin's pages and the Data Docs included
     for entry in browser.get_log("performance"):

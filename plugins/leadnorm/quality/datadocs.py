@@ -7,6 +7,11 @@ values of personal columns before rendering and `make_offline` points every page
 copies vendored in `datadocs_assets/` (reproduced by `scripts/vendor_datadocs_assets.sh`).
 The masked results stay in a results store next to the docs, so the index lists every run;
 result pages show the severity of each failed expectation (`docs_renderers`).
+
+GX's pages also carry inline scripts and `onclick` attributes, which a Content-Security-Policy
+without `'unsafe-inline'` scripts (the Leads plugin's, and `serve`'s) refuses to run:
+`make_offline` moves each into a script file next to its page, so the pages work under
+`CONTENT_SECURITY_POLICY`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import html
 import json
 import logging
 import os
@@ -43,6 +49,33 @@ _LINK_ATTRIBUTE = re.compile(
 # Subresource integrity is for CDNs; on a local copy (and on file:// pages) it only blocks.
 _SRI_ATTRIBUTE = re.compile(r"""\s(?:integrity|crossorigin)\s*=\s*(["']).*?\1""", re.IGNORECASE)
 _CSS_URL = re.compile(r"""url\(\s*(?P<quote>["']?)(?P<url>[^"')]*?)(?P=quote)\s*\)""")
+# An inline script (not a data block such as type="application/json", which never runs) and an
+# inline event handler: what a policy without 'unsafe-inline' scripts refuses.
+_INLINE_SCRIPT = re.compile(r"<script(?P<attrs>(?:\s[^>]*)?)>(?P<code>.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
+_SCRIPT_SRC = re.compile(r"\ssrc\s*=", re.IGNORECASE)
+_SCRIPT_TYPE = re.compile(r"""\stype\s*=\s*["']?\s*(?P<type>[^"'\s>]*)""", re.IGNORECASE)
+_JS_TYPES = {"", "text/javascript", "application/javascript", "module"}
+_EVENT_HANDLER = re.compile(
+    r"""\son(?P<event>[a-z]+)\s*=\s*(?:(?P<quote>["'])(?P<code>.*?)(?P=quote)|(?P<bare>[^\s"'>]+))""",
+    re.IGNORECASE | re.DOTALL,
+)
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+# An inline handler as a listener: `this` and `event` as inline, `return false` prevents the default.
+_BINDING = """document.querySelectorAll('[data-leadnorm-on{event}="{n}"]').forEach(function (element) {{
+  element.addEventListener("{event}", function (event) {{
+    if ((function (event) {{ {code}
+    }}).call(this, event) === false) event.preventDefault();
+  }});
+}});
+"""
+
+# What the pages are made to work under (the Leads plugin serves them with it, `serve` too):
+# scripts from files of this site only; inline styles stay allowed, since GX's pages and the
+# table library they use write `style` attributes.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+)
 
 
 def results_store(results_dir: Path) -> dict:
@@ -137,8 +170,9 @@ def _token(value: str, key: bytes) -> str:
 def make_offline(docs_dir: Path) -> None:
     """Copy the vendored assets into `docs_dir` and point every page and style sheet at them.
 
-    Afterwards no file under `docs_dir` refers to a remote script, style, font or image, and
-    links to GX's web site are plain text. Safe to run again over earlier output.
+    Afterwards no file under `docs_dir` refers to a remote script, style, font or image, links
+    to GX's web site are plain text, and no page holds an inline script (`_without_inline_scripts`).
+    Safe to run again over earlier output.
     """
     manifest = json.loads((ASSETS / "manifest.json").read_text(encoding="utf-8"))
     with as_file(ASSETS) as assets:
@@ -147,12 +181,64 @@ def make_offline(docs_dir: Path) -> None:
         )
     local = {url: VENDOR_SUBDIR / target for url, target in manifest.items()}
     vendored = docs_dir / VENDOR_SUBDIR
-    for path in docs_dir.rglob("*"):
-        if path.suffix in (".html", ".css") and vendored not in path.parents:
+    for path in [path for path in docs_dir.rglob("*") if path.suffix in (".html", ".css")]:
+        if vendored not in path.parents:
             text = path.read_text(encoding="utf-8")
             rewritten = _rewrite(text, path, docs_dir, local)
+            if path.suffix == ".html":
+                rewritten = _without_inline_scripts(rewritten, path)
             if rewritten != text:
                 path.write_text(rewritten, encoding="utf-8")
+
+
+def _without_inline_scripts(text: str, page: Path) -> str:
+    """`text` with each inline script and event handler moved into a script file next to `page`.
+
+    A script becomes `<script src>` of a file of its own, in its place, so scripts still run
+    in document order. Each handler attribute becomes a `data-leadnorm-on<event>` marker, bound
+    by one file loaded at the end of the body (`this`, `event` and `return false` work as
+    inline). Files are named `<page>.inline-<digest>.js` by content, so a rebuilt page never
+    gets a stale one from a cache; those of the page's earlier builds are removed.
+    """
+    written: set[str] = set()
+
+    def script_file(code: str) -> str:
+        name = f"{page.stem}.inline-{hashlib.sha256(code.encode()).hexdigest()[:16]}.js"
+        if name not in written:
+            (page.parent / name).write_text(code, encoding="utf-8")
+            written.add(name)
+        return name
+
+    def script(match: re.Match) -> str:
+        attrs = match["attrs"]
+        kind = _SCRIPT_TYPE.search(attrs)
+        if _SCRIPT_SRC.search(attrs) or (kind and kind["type"].lower() not in _JS_TYPES):
+            return match.group()
+        return f'<script{attrs} src="{script_file(match["code"])}"></script>'
+
+    bindings = []
+
+    def handler(attr: re.Match) -> str:
+        event = attr["event"].lower()
+        code = html.unescape(attr["code"] if attr["quote"] else attr["bare"])
+        bindings.append(_BINDING.format(event=event, n=len(bindings), code=code))
+        return f' data-leadnorm-on{event}="{len(bindings) - 1}"'
+
+    def tag(match: re.Match) -> str:
+        return _EVENT_HANDLER.sub(handler, match.group())
+
+    # scripts first: once in files, a handler in a script's text (markup it writes) is left alone
+    rewritten = _TAG.sub(tag, _INLINE_SCRIPT.sub(script, text))
+    if bindings:
+        loader = f'<script src="{script_file("".join(bindings))}"></script>\n'
+        end = _BODY_END.search(rewritten)
+        rewritten = rewritten[: end.start()] + loader + rewritten[end.start() :] if end else rewritten + loader
+    if rewritten != text:
+        earlier = re.compile(re.escape(page.stem) + r"\.inline-[0-9a-f]{16}\.js")
+        for old in page.parent.iterdir():
+            if earlier.fullmatch(old.name) and old.name not in written:
+                old.unlink()
+    return rewritten
 
 
 def _rewrite(text: str, page: Path, docs_dir: Path, local: dict[str, Path]) -> str:
@@ -209,6 +295,12 @@ def _repaired(url: str, page: Path, docs_dir: Path) -> str:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    def end_headers(self):
+        """The policy the pages are made for: a page that breaks under it breaks here too."""
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        super().end_headers()
+
     def log_message(self, format, *args):  # the base class names it `format`
         log.debug("reports server: " + format, *args)
 

@@ -3,10 +3,13 @@
 
 Every route requires what Airflow's own API requires: a valid Airflow token, as a bearer
 header or the UI's session cookie (`GetUserDep`); without one the answer is 401 or 403 and
-holds no lead data. A user whom the auth manager does not allow to edit DAGs sees personal
-fields masked (`leadnorm.analysis.mask_personal`) and can search titles only. Pages are
-rendered on the server with no script, and every asset is served from here: the UI works
-with no network.
+holds no lead data. A user whom the auth manager does not allow to edit DAGs sees only the
+fields `leadnorm.ui.allowlist` names in clear, every other value masked, and can search
+titles only. A request that changes something must come from Airflow's own origin, every
+response carries security headers (`leadnorm.ui.security`), and an upload is streamed into
+the inbox within `LEADNORM_UPLOAD_MAX_MB` (`leadnorm.ui.upload`). Every parameter is bounded:
+malformed input gets a 4xx, never a 500. Pages are rendered on the server with no script,
+and every asset is served from here: the UI works with no network.
 """
 
 from __future__ import annotations
@@ -15,26 +18,25 @@ import asyncio
 import functools
 import json
 import math
-import os
-import re
-import shutil
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import httpx
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.core_api.security import GetUserDep
 from bson import ObjectId, json_util
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from leadnorm.analysis import mask_personal
 from leadnorm.config import inbox_dir, reports_dir
 from leadnorm.contract import FIT_TIERS, STATUSES
-from leadnorm.steps.runstore import private_dir
-from leadnorm.ui.queries import BadFilter, LeadFilter, find_lead, find_leads
+from leadnorm.quality.datadocs import CONTENT_SECURITY_POLICY as DATA_DOCS_POLICY
+from leadnorm.ui.allowlist import for_viewer
+from leadnorm.ui.queries import BadFilter, LeadFilter, find_lead, find_leads, whole_number
+from leadnorm.ui.security import RefuseCrossSite, SecuredApp, api_base_url
+from leadnorm.ui.upload import UploadRefused, receive_upload
 
 HERE = Path(__file__).parent
 TEMPLATES = Environment(loader=PackageLoader("leadnorm.ui"), autoescape=select_autoescape(default=True))
@@ -48,6 +50,14 @@ async def viewer(user: GetUserDep) -> dict:
 
 
 Viewer = Annotated[dict, Depends(viewer)]
+
+MAX_PATH = 1024  # characters of a file path under /docs or /static
+MAX_RUN_KEY = 250  # characters of a DAG id or run id, as Airflow's database stores them
+
+
+def as_seen_by(who: dict, leads):
+    """Joined leads as this user may see them: whole for an editor, by the allowlist else."""
+    return leads if who["show_personal"] else for_viewer(leads)
 
 
 @functools.cache
@@ -77,15 +87,13 @@ def plain(value):
     return json.loads(json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS))
 
 
-def lead_filter(
-    status: str = "",
-    fit_tier: str = "",
-    q: str = "",
-    limit: Annotated[int, Query()] = 50,
-    skip: Annotated[int, Query()] = 0,
-) -> LeadFilter:
+def lead_filter(status: str = "", fit_tier: str = "", q: str = "", limit: str = "50", skip: str = "0") -> LeadFilter:
+    """The filter of the query string, or 400 naming the parameter in error (numbers are read
+    here, so that a malformed one gets the same one-line 400 as an out-of-range one)."""
     try:
-        return LeadFilter(status=status, fit_tier=fit_tier, q=q, limit=limit, skip=skip)
+        return LeadFilter(
+            status=status, fit_tier=fit_tier, q=q, limit=whole_number("limit", limit), skip=whole_number("skip", skip)
+        )
     except BadFilter as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
 
@@ -94,13 +102,14 @@ Filter = Annotated[LeadFilter, Depends(lead_filter)]
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="leadnorm", docs_url=None, redoc_url=None, openapi_url=None)
+    app = SecuredApp(title="leadnorm", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RefuseCrossSite)
 
     @app.get("/api/leads")
     async def api_leads(who: Viewer, wanted: Filter) -> JSONResponse:
         """The seed's GET /api/leads: a page of joined leads."""
         page = await asyncio.to_thread(find_leads, database(), wanted, show_personal=who["show_personal"])
-        leads = mask_personal(page.leads, show_personal=who["show_personal"])
+        leads = as_seen_by(who, page.leads)
         return JSONResponse({"leads": plain(leads), "has_more": page.has_more, "skip": wanted.skip})
 
     @app.get("/api/leads/{lead_id}")
@@ -109,13 +118,13 @@ def create_app() -> FastAPI:
         found = await asyncio.to_thread(find_lead, database(), lead_id)
         if found is None:
             raise HTTPException(status_code=404, detail="no such lead")
-        return JSONResponse(plain(mask_personal(found, show_personal=who["show_personal"])))
+        return JSONResponse(plain(as_seen_by(who, found)))
 
     @app.get("/leads", response_class=HTMLResponse)
     async def leads_page(who: Viewer, wanted: Filter) -> str:
         page = await asyncio.to_thread(find_leads, database(), wanted, show_personal=who["show_personal"])
         return TEMPLATES.get_template("leads.html").render(
-            leads=mask_personal(page.leads, show_personal=who["show_personal"]),
+            leads=as_seen_by(who, page.leads),
             has_more=page.has_more,
             wanted=wanted,
             statuses=STATUSES,
@@ -129,34 +138,40 @@ def create_app() -> FastAPI:
         found = await asyncio.to_thread(find_lead, database(), lead_id)
         if found is None:
             raise HTTPException(status_code=404, detail="no such lead")
-        return TEMPLATES.get_template("lead.html").render(
-            lead=mask_personal(found, show_personal=who["show_personal"]), who=who, root="../"
-        )
+        return TEMPLATES.get_template("lead.html").render(lead=as_seen_by(who, found), who=who, root="../")
 
     @app.post("/leads/upload", response_class=HTMLResponse)
-    async def upload(who: Viewer, request: Request, file: UploadFile) -> str:
+    async def upload(who: Viewer, request: Request) -> str:
         """The seed's POST /api/leads/upload: store the CSV in the inbox, then trigger
         `leads_csv_ingest` through Airflow's API with the user's own credentials (so Airflow
-        decides whether they may)."""
+        decides whether they may). The body is read here, not by FastAPI (`leadnorm.ui.upload`)."""
         if not who["show_personal"]:
             raise HTTPException(status_code=403, detail="uploading leads needs the permission to edit DAGs")
-        stored = await asyncio.to_thread(store_upload, file.file, file.filename or "upload.csv")
-        run = await trigger_ingest(request, stored)
+        try:
+            received = await receive_upload(request, inbox_dir())
+        except UploadRefused as refused:
+            raise HTTPException(status_code=refused.status, detail=refused.reason) from None
+        run = await trigger_ingest(request, received.path)
         return TEMPLATES.get_template("uploaded.html").render(
-            who=who, root="../", file=file.filename, size=stored.stat().st_size, run=run, dag_id=INGEST_DAG
+            who=who, root="../", file=received.filename, size=received.size, run=run, dag_id=INGEST_DAG
         )
 
     @app.get("/runs/{dag_id}/{run_id}/docs", response_class=HTMLResponse)
     async def run_docs(who: Viewer, dag_id: str, run_id: str) -> str:
         """The Data Docs pages of one DAG run's gate (the run folder's name is its run id)."""
+        if len(dag_id) > MAX_RUN_KEY or len(run_id) > MAX_RUN_KEY:
+            raise HTTPException(status_code=404, detail="no such run")
         return TEMPLATES.get_template("run_docs.html").render(
             dag_id=dag_id, run_id=run_id, pages=run_validation_pages(data_docs_dir(), run_id), who=who, root="../../../"
         )
 
     @app.get("/docs/{path:path}")
     async def data_docs(who: Viewer, path: str) -> FileResponse:
-        """The Data Docs site (masked when published), file by file, never outside its folder."""
-        return FileResponse(inside(data_docs_dir(), path or "index.html"))
+        """The Data Docs site (masked when published), file by file, never outside its folder,
+        under the policy its pages are made for (inline styles allowed, no inline script)."""
+        return FileResponse(
+            inside(data_docs_dir(), path or "index.html"), headers={"Content-Security-Policy": DATA_DOCS_POLICY}
+        )
 
     @app.get("/static/{path:path}")
     async def static(who: Viewer, path: str) -> FileResponse:
@@ -168,38 +183,40 @@ def create_app() -> FastAPI:
 INGEST_DAG = "leads_csv_ingest"
 
 
-def store_upload(stream: BinaryIO, filename: str) -> Path:
-    """The upload as an owner-only file of the inbox, copied in chunks; named by time and a
-    safe form of the user's file name."""
-    inbox = private_dir(inbox_dir())
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name)[-80:] or "upload.csv"
-    path = inbox / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{safe}"
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-        shutil.copyfileobj(stream, out, length=1 << 20)
-    return path
-
-
 async def trigger_ingest(request: Request, path: Path) -> dict:
-    """Unpause leads_csv_ingest and POST a run of it, on this same API server, as the user."""
+    """Unpause leads_csv_ingest and POST a run of it, as the user, on Airflow's API server at
+    its configured address (`api_base_url`): the request's Host header is the caller's to
+    choose, and the user's credentials must go nowhere else. No redirect is followed."""
     headers = {}
     if authorization := request.headers.get("authorization"):
         headers["Authorization"] = authorization
     cookies = {name: value for name, value in request.cookies.items() if name == "_token"}
-    base = f"{request.url.scheme}://{request.url.netloc}"
-    async with httpx.AsyncClient(base_url=base, headers=headers, cookies=cookies, timeout=30) as client:
-        # a new DAG starts paused, and a run of a paused DAG waits for ever: the upload means "run it"
-        answer = await client.patch(f"/api/v2/dags/{INGEST_DAG}", json={"is_paused": False})
-        if answer.status_code < 300:
-            answer = await client.post(
-                f"/api/v2/dags/{INGEST_DAG}/dagRuns", json={"logical_date": None, "conf": {"path": str(path)}}
-            )
+    try:
+        async with httpx.AsyncClient(base_url=api_base_url(), headers=headers, cookies=cookies, timeout=30) as client:
+            # a new DAG starts paused, and a run of a paused DAG waits for ever: the upload means "run it"
+            answer = await client.patch(f"api/v2/dags/{INGEST_DAG}", json={"is_paused": False})
+            if answer.status_code < 300:
+                answer = await client.post(
+                    f"api/v2/dags/{INGEST_DAG}/dagRuns", json={"logical_date": None, "conf": {"path": str(path)}}
+                )
+    except httpx.HTTPError:
+        path.unlink(missing_ok=True)
+        raise HTTPException(status_code=502, detail="Airflow's API did not answer at [api] base_url") from None
     if answer.status_code >= 300:
         path.unlink(missing_ok=True)
-        detail = (
-            answer.json().get("detail") if answer.headers.get("content-type", "").startswith("application/json") else ""
+        raise HTTPException(
+            status_code=answer.status_code, detail=f"Airflow refused to trigger {INGEST_DAG}: {airflow_detail(answer)}"
         )
-        raise HTTPException(status_code=answer.status_code, detail=f"Airflow refused to trigger {INGEST_DAG}: {detail}")
     return answer.json()
+
+
+def airflow_detail(answer: httpx.Response) -> str:
+    """The `detail` of an Airflow API error, "" when it has none."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return ""
+    return str(body.get("detail", "")) if isinstance(body, dict) else ""
 
 
 def data_docs_dir() -> Path:
@@ -207,26 +224,33 @@ def data_docs_dir() -> Path:
 
 
 def inside(root: Path, path: str) -> Path:
-    """`root / path` when that is a file under `root`, else 404: no `..`, no symlink out."""
+    """`root / path` when that is a file under `root`, else 404: no `..`, no symlink out, and
+    a path the file system cannot take (a NUL, a name too long) is simply not there."""
+    if len(path) > MAX_PATH or "\x00" in path:
+        raise HTTPException(status_code=404, detail="not found")
     root = root.resolve()
-    target = (root / path).resolve()
-    if target.is_dir():
-        target = target / "index.html"
-    if not target.is_relative_to(root) or not target.is_file():
+    try:
+        target = (root / path).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        found = target.is_relative_to(root) and target.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
         raise HTTPException(status_code=404, detail="not found")
     return target
 
 
 def run_validation_pages(docs: Path, run_id: str) -> list[dict]:
-    """The validation result pages of a run, by suite: GX files them under the run's name."""
-    name = run_id.replace(":", "_").replace("+", "_")  # as `RunFolder.new` names the run folder
+    """The validation result pages of a run, by suite: GX files them under the run's name,
+    `RunFolder.new`'s name of the run folder. That name is compared with the folders there,
+    never made into a path or a pattern: a run id in the URL is the caller's text."""
+    name = run_id.replace(":", "_").replace("+", "_")
+    validations = docs / "validations"
     found = []
-    for page in sorted((docs / "validations").glob(f"*/{glob_literal(name)}/*/*.html")) if docs.exists() else ():
-        suite = page.relative_to(docs / "validations").parts[0]
-        found.append({"suite": suite, "href": page.relative_to(docs).as_posix()})
+    for suite in sorted(validations.iterdir()) if validations.is_dir() else ():
+        for run in suite.iterdir() if suite.is_dir() else ():
+            if run.name == name:
+                for page in sorted(run.glob("*/*.html")):
+                    found.append({"suite": suite.name, "href": page.relative_to(docs).as_posix()})
     return found
-
-
-def glob_literal(text: str) -> str:
-    """`text` matched literally by glob (a run id may hold `[`)."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)

@@ -20,6 +20,9 @@ from leadnorm.mongo import in_chunks
 from leadnorm.views import application_leads, lead, lead_pipeline
 
 MAX_LIMIT = 200
+MAX_SKIP = 10_000_000  # far beyond any page a person reads, and well within the 64-bit skip MongoDB takes
+MAX_TEXT = 200
+_COUNT = re.compile(r"[+-]?[0-9]{1,20}")
 # Text a viewer who may not see personal data can search: never a name or an email, which
 # would let them test whether a person is in the database.
 PUBLIC_TEXT_FIELDS = ("title",)
@@ -45,10 +48,12 @@ class LeadFilter:
             raise BadFilter(f"fit_tier must be one of {', '.join(FIT_TIERS)}")
         if not 1 <= self.limit <= MAX_LIMIT:
             raise BadFilter(f"limit must be between 1 and {MAX_LIMIT}")
-        if self.skip < 0:
-            raise BadFilter("skip must be 0 or more")
-        if len(self.q) > 200:
-            raise BadFilter("q must be at most 200 characters")
+        if not 0 <= self.skip <= MAX_SKIP:
+            raise BadFilter(f"skip must be between 0 and {MAX_SKIP}")
+        if len(self.q) > MAX_TEXT:
+            raise BadFilter(f"q must be at most {MAX_TEXT} characters")
+        if "\x00" in self.q:  # MongoDB refuses a pattern holding one
+            raise BadFilter("q must not hold a NUL character")
 
     def match(self, show_personal: bool) -> dict:
         """The lead-level part of the filter."""
@@ -58,6 +63,13 @@ class LeadFilter:
             fields = TEXT_FIELDS if show_personal else PUBLIC_TEXT_FIELDS
             match["$or"] = [{field: pattern} for field in fields]
         return match
+
+
+def whole_number(name: str, text: str) -> int:
+    """A query parameter's whole number, or BadFilter naming it (its value is not repeated)."""
+    if not _COUNT.fullmatch(text.strip()):
+        raise BadFilter(f"{name} must be a whole number")
+    return int(text)
 
 
 @dataclass(frozen=True)
