@@ -1,6 +1,8 @@
 """CSV upload against the real server: companies and personas found by the contract's keys,
 new ones created, bad rows rejected by line number, nothing created twice, large files in
-chunks, bad files refused whole; and verify, refresh and the Leads view with uploaded leads."""
+chunks, bad files refused whole, the CSV corpus (tests/data/csv) row by row, a row too large
+for MongoDB rejected alone, name lookups whatever the chunk size, the contract's indexes; and
+verify, refresh and the Leads view with uploaded leads."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from bson import ObjectId
+from data.csv.cases import CASES, Case
 
-from leadnorm.contract import NESTED_LEAD, NORMALIZED_LEAD, UPLOAD_REJECTS_COLLECTION
+from leadnorm.contract import NESTED_LEAD, NORMALIZED_LEAD, REJECT_TOO_LARGE, UPLOAD_REJECTS_COLLECTION
 from leadnorm.devtools.seed import seed_leads
+from leadnorm.errors import UploadError
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.ingest import ingest_csv
 from leadnorm.steps.pipeline import migrate, refresh
@@ -115,6 +120,106 @@ def test_a_large_file_is_read_in_chunks_and_dedupes_across_them(db, tmp_path):
     assert db.personas.count_documents({}) == 400 and db.companies.count_documents({}) == 40
     assert result.personas_created == 400 and result.personas_reused == result.companies_reused == 0
     assert ingest_csv(db, path, chunk_rows=250).leads_created == 0
+
+
+def uploaded_rows(db) -> list[tuple]:
+    """Each uploaded lead as (line, name, title, company name, email or None), by line."""
+    companies = {c["_id"]: c["name"] for c in db.companies.find({}, {"name": 1})}
+    leads = sorted(db.leads.find(UPLOADED), key=lambda lead: lead["extra"]["upload"]["line"])
+    return [
+        (
+            lead["extra"]["upload"]["line"],
+            lead["name"],
+            lead["title"],
+            companies.get(lead.get("company_id")),
+            lead["email"] or None,
+        )
+        for lead in leads
+    ]
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=lambda c: c.file)
+def test_the_corpus_loads_as_each_case_says(db, case: Case):
+    if case.error:
+        with pytest.raises(UploadError) as refused:
+            ingest_csv(db, case.path)
+        assert str(refused.value) == f"{case.file}: {case.error}"
+        assert db.list_collection_names() == []  # nothing written, not even an index
+        return
+    result = ingest_csv(db, case.path)
+    assert uploaded_rows(db) == list(case.loaded)
+    assert [(r.line, r.reason) for r in result.rejected] == list(case.rejected)
+    assert sorted((r["line"], r["reason"]) for r in db[UPLOAD_REJECTS_COLLECTION].find()) == list(case.rejected)
+    assert result.rows == len(case.loaded) + len(case.rejected) and result.leads_created == len(case.loaded)
+
+
+def test_a_17_mb_row_is_rejected_alone_and_nothing_of_it_is_written(db, tmp_path):
+    path = tmp_path / "big-field.csv"
+    with path.open("w") as out:
+        out.write("name,title,company,email,domain\n")
+        out.write("Ann Lee,CTO,Acme,ann@acme.example,acme.example\n")
+        out.write(f"Eve Moss,{'x' * 17_000_000},Hooli,eve@hooli.example,hooli.example\n")
+        out.write("Bob Stone,VP Sales,Globex,bob@globex.example,globex.example\n")
+    result = ingest_csv(db, path)
+    assert [(r.line, r.reason) for r in result.rejected] == [(3, REJECT_TOO_LARGE)]
+    assert [row[:2] for row in uploaded_rows(db)] == [(2, "Ann Lee"), (4, "Bob Stone")]
+    assert sorted(c["name"] for c in db.companies.find()) == ["Acme", "Globex"]  # no Hooli without a lead
+    assert sorted(p["full_name"] for p in db.personas.find()) == ["Ann Lee", "Bob Stone"]
+
+
+def seed_named(db) -> dict:
+    """Companies bearing one name three ways (two domains, none) and two personas of one name."""
+    companies = [
+        {"_id": ObjectId("0" * 23 + "1"), "name": "Acme", "domain": "b-acme.example"},
+        {"_id": ObjectId("0" * 23 + "2"), "name": " ACME ", "domain": "a-acme.example"},
+        {"_id": ObjectId("0" * 23 + "3"), "name": "acme"},
+    ]
+    personas = [
+        {"_id": ObjectId("f" * 24), "full_name": "Dana Cole"},
+        {"_id": ObjectId("1" * 24), "full_name": "DANA cole"},
+    ]
+    db.companies.insert_many(companies)
+    db.personas.insert_many(personas)
+    return {"a-acme": companies[1]["_id"], "dana": personas[1]["_id"]}
+
+
+def test_names_join_by_the_contracts_rules_in_file_order_whatever_the_chunk_size(db, tmp_path):
+    rows = [
+        ["Zed One", "CTO", "  acme ", "", "", ""],  # the smallest domain of those bearing the name
+        ["dana COLE", "CFO", "Newco", "", "", ""],  # the smaller id of the two Danas; Newco created without a domain
+        ["Eli Park", "CEO", "NEWCO", "eli@newco.example", "", "newco.example"],  # Newco with a domain
+        ["Fay Lin", "COO", "newco", "", "", ""],  # joins the Newco with a domain, created by the row before
+        ["zed one", "Founder", "Acme", "", "", ""],  # the Zed One created on line 2
+        ["Gil Ray", "VP", "Initech", "gil@initech.example", "https://www.LinkedIn.com/in/Gil/", ""],
+        ["Gil R.", "VP", "Initech", "", "linkedin.com/in/gil", ""],  # Gil by LinkedIn URL, in the same chunk
+    ]
+    path = write_csv(tmp_path / "names.csv", ["name", "title", "company", "email", "linkedin_url", "domain"], rows)
+    resolved = {}
+    for chunk_rows in (1, 5000):
+        for name in db.list_collection_names():
+            db.drop_collection(name)
+        known = seed_named(db)
+        ingest_csv(db, path, chunk_rows=chunk_rows)
+        leads = {lead["extra"]["upload"]["line"]: lead for lead in db.leads.find(UPLOADED)}
+        resolved[chunk_rows] = {line: (lead.get("company_id"), lead["persona_id"]) for line, lead in leads.items()}
+    assert resolved[1] == resolved[5000]
+    ids = resolved[1]
+    newco = db.companies.find_one({"domain": "newco.example"})["_id"]
+    assert ids[2][0] == known["a-acme"] and ids[3][1] == known["dana"]
+    assert "domain" not in db.companies.find_one({"_id": ids[3][0]})
+    assert ids[4][0] == ids[5][0] == newco and ids[6][1] == ids[2][1] and ids[8][1] == ids[7][1]
+    assert db.personas.count_documents({}) == 2 + 4  # Zed, Eli, Fay, Gil
+
+
+def test_the_contracts_indexes_are_there_after_an_upload(db, tmp_path):
+    path = write_csv(
+        tmp_path / "one.csv", ["name", "title", "company", "email"], [["Ann", "CTO", "Acme", "a@acme.example"]]
+    )
+    db.personas.insert_one({"full_name": "Someone"})  # not empty: its indexes are made before the load
+    ingest_csv(db, path)
+    for name in ("companies", "personas", "leads"):
+        held = {index["name"] for index in db[name].list_indexes()}
+        assert {model.document["name"] for model in COLLECTIONS[name].indexes} <= held, name
 
 
 def cli(*args) -> subprocess.CompletedProcess:

@@ -282,7 +282,7 @@ def _ingest_csv(args: argparse.Namespace) -> int:
         return 2
     db = _database(args)
     with hold_lock(db, "ingest-csv"):
-        result = ingest_csv(db, path)
+        result = ingest_csv(db, path, checked=True)
     for reject in result.rejected:
         print(f"{path.name} line {reject.line}: rejected, {reject.reason}", file=sys.stderr)
     print(result.render())

@@ -32,6 +32,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 from leadnorm.contract import NORMALIZED_LEAD, SOURCE_COLLECTION, is_normalized_lead
 from leadnorm.errors import LoadError
 from leadnorm.mongo import CODEC_OPTIONS, RAW_CODEC_OPTIONS, in_chunks
+from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.progress import Progress
 
 log = logging.getLogger("leadnorm")
@@ -170,6 +171,16 @@ _RELEASED_BY_UNSET = {"companies": ("domain",), "personas": ("email", "linkedin_
 _RELEASED_BY_DELETE = {"technographics": ("company_id", "name")}
 
 
+# A partial index serves only a query that repeats its filter: the unique `domain` index of companies.
+_PARTIAL_FILTERS = {
+    (collection.name, next(iter(index.document["key"]))): index.document["partialFilterExpression"][field]
+    for collection in COLLECTIONS.values()
+    for index in collection.indexes
+    if "partialFilterExpression" in index.document
+    for field in index.document["partialFilterExpression"]
+}
+
+
 def _key_bytes(values: tuple) -> bytes:
     return bson.encode({"k": list(values)}, codec_options=CODEC_OPTIONS)
 
@@ -190,7 +201,8 @@ def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run
         for chunk in in_chunks(wanted.values()):
             part = [values for values, _ in chunk]
             # By the key's first field (an index leads with it); a compound key is matched whole below.
-            query = {fields[0]: {"$in": list({_key_bytes(values[:1]): values[0] for values in part}.values())}}
+            first = {"$in": list({_key_bytes(values[:1]): values[0] for values in part}.values())}
+            query = {fields[0]: {**first, **_PARTIAL_FILTERS.get((name, fields[0]), {})}}
             for doc in db[name].find(query, {f: 1 for f in fields}):  # a key field: owned documents only
                 if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
                     clashing.add(doc["_id"])
