@@ -14,9 +14,10 @@ from collections.abc import Iterable
 
 from pymongo.database import Database
 
-from leadnorm.contract import CLEANED_COLLECTION, NESTED_FIELD, SOURCE_COLLECTION
+from leadnorm.contract import CLEANED_COLLECTION
 from leadnorm.mongo import in_chunks
 from leadnorm.schema import COLLECTIONS
+from leadnorm.steps.scope import leads_referencing
 
 # Children first: a document is deleted before what it references.
 PRUNE_ORDER = (
@@ -56,12 +57,7 @@ def kept_stale(db: Database, stale: dict[str, set]) -> dict[str, set]:
     )
     going = stale["leads"] - kept["leads"]
     for name, column in (("companies", "company_id"), ("personas", "persona_id")):
-        referenced = set()
-        for part in in_chunks(stale[name]):
-            for lead in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {"_id": 1, column: 1, NESTED_FIELD: 1}):
-                if lead["_id"] not in going and NESTED_FIELD not in lead:  # a nested lead's field is no reference
-                    referenced.add(lead[column])
-        kept[name] = referenced
+        kept[name] = {lead[column] for lead in leads_referencing(db, column, stale[name]) if lead["_id"] not in going}
     kept["technographics"] = _ids_where(db, "technographics", stale["technographics"], "company_id", kept["companies"])
     return kept
 

@@ -63,6 +63,17 @@ def normalized_leads_of(db: Database, keys: Iterable[bytes], projection: dict) -
     return (lead for lead in found if is_normalized_lead(lead))
 
 
+def leads_referencing(db: Database, column: str, ids: Iterable, projection: dict | None = None) -> Iterator[dict]:
+    """The application's leads (normalized and uploaded) whose `column` (`company_id`,
+    `persona_id`) is one of `ids`: a nested lead's own field of that name is its data, no reference."""
+    for part in in_chunks(ids):
+        for lead in db[SOURCE_COLLECTION].find(
+            {column: {"$in": part}}, {**(projection or {}), column: 1, NESTED_FIELD: 1}
+        ):
+            if NESTED_FIELD not in lead:
+                yield lead
+
+
 @dataclass
 class Scope:
     """Source leads by `legacy_key`: those to re-resolve, and those whose source went."""
@@ -204,12 +215,7 @@ def stored_for(db: Database, scope: Scope) -> Stored:
     for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
         ids = sorted({i for i in refs[column] if i is not None}, key=str)
         related[collection] = ids
-        counts[column] = Counter(
-            doc[column]
-            for part in in_chunks(ids)
-            for doc in db[SOURCE_COLLECTION].find({column: {"$in": part}}, {column: 1, NESTED_FIELD: 1})
-            if NESTED_FIELD not in doc
-        )
+        counts[column] = Counter(lead[column] for lead in leads_referencing(db, column, ids))
     related["technographics"] = _ids_by(db, "technographics", "company_id", related["companies"])
     for collection in ("research_runs", "detected_signals", "icp_scores"):
         related[collection] = _ids_by(db, collection, "lead_id", leads)
@@ -222,12 +228,9 @@ def occupied_outside(db: Database, scope: Scope, column: str, candidates: Iterab
     """Of the `candidates` ids, those a migrated source lead outside the scope references: another
     entity's. (One referenced only by cleaned-up leads is free: a full resolve would reuse it too.)"""
     holders: dict[bytes, set] = {}
-    for part in in_chunks(candidates):
-        for lead in db[SOURCE_COLLECTION].find(
-            {column: {"$in": part}}, {column: 1, "legacy_lead_id": 1, NESTED_FIELD: 1}
-        ):
-            if is_normalized_lead(lead) and legacy_key(lead["legacy_lead_id"]) not in scope.all:
-                holders.setdefault(legacy_key(lead["legacy_lead_id"]), set()).add(lead[column])
+    for lead in leads_referencing(db, column, candidates, {"legacy_lead_id": 1}):
+        if "legacy_lead_id" in lead and legacy_key(lead["legacy_lead_id"]) not in scope.all:
+            holders.setdefault(legacy_key(lead["legacy_lead_id"]), set()).add(lead[column])
     taken = set()
     for part in in_chunks(holders):
         for doc in db[KEYS_COLLECTION].find({"_id": {"$in": [Binary(k) for k in part]}}, {"_id": 1}):

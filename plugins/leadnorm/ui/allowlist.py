@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from bson import json_util
 
 from leadnorm.analysis import mask
+from leadnorm.schema import COLLECTIONS
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,7 @@ RESEARCH = shown("_id", "lead_id", "company_id", "persona_id", research_meta=RES
 SIGNAL = shown("_id", "lead_id", "research_run_id", "type", "signal", "strength", "detected_at")
 TECHNOGRAPHIC = shown("_id", "company_id", "name", "category", "confidence")
 PERSONA = shown("_id", "title", "seniority", "department", "decision_authority")
-COMPANY = shown(
-    "_id",
-    "name",
-    "domain",
-    "website",
-    "industry",
-    "company_size",
-    "employee_count",
-    "headquarters",
-    "founded_year",
-    "description",
-    "funding_stage",
-    "annual_revenue",
-    "linkedin_url",
-)
+COMPANY = shown("_id", *(name for name in COLLECTIONS["companies"].fields if name != "extra"))
 LEAD = shown(
     "_id",
     "title",
