@@ -40,7 +40,8 @@ def test_the_floor_writes_exactly_what_the_migration_wrote(db, tmp_path, mongo_u
     assert report.ok
     floor = connect(mongo_uri, db.name + "_floor")
     try:
-        assert measure_floor(db, floor) > 0
+        seconds, cpu = measure_floor(db, floor)
+        assert seconds > 0 and cpu > 0
         for name in COLLECTIONS:
             scope = NORMALIZED_LEAD if name == "leads" else {}
             assert floor[name].count_documents(scope) == db[name].count_documents(scope), name
@@ -56,10 +57,33 @@ def test_bench_prints_one_json_line_with_the_figures(mongo_uri, tmp_path):
     done = subprocess.run(command + ["--refresh-percent", "2"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    for key in ("leads", "seconds", "leads_per_s", "speedup_vs_naive", "ratio_to_floor", "client_cpu_ms_per_lead"):
+    for key in (
+        "leads",
+        "seconds",
+        "leads_per_s",
+        "speedup_vs_naive",
+        "ratio_to_floor",
+        "client_cpu_ms_per_lead",
+        "cpu_ratio_to_floor",
+    ):
         assert figures[key] > 0, key
     assert figures["leads"] == 300 and figures["naive_leads"] <= 100 and figures["peak_rss_mb"] > 50
     assert figures["naive_round_trips_per_lead"] > 5 and figures["rtt_ms"] > 0
     assert set(figures["steps"]) >= {"backup", "extract", "normalize", "validate", "load", "mark", "verify"}
     assert figures["refresh_changed"] == 6 and 0 < figures["refresh_vs_migrate"]
     assert "speedup_vs_naive" in (tmp_path / "bench.md").read_text()
+
+
+def test_client_only_runs_the_pipeline_into_nothing_and_reports_the_marginal_cpu(tmp_path):
+    """No server: the generated source streams in, every document is encoded once, per collection."""
+    env = {"PATH": "/usr/bin:/bin", "LEADNORM_REPORTS_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "leadnorm", "bench", "--client-only", "--leads", "200,400", "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    small, large = figures["sizes"]
+    assert (small["leads"], large["leads"]) == (200, 400)
+    assert large["encoded"]["leads"] > small["encoded"]["leads"] > 100  # the source's leads, less the rejected
+    assert set(large["encoded"]) >= set(COLLECTIONS) and large["peak_rss_mb"] > 50
+    assert {"extract", "normalize", "validate", "load", "mark"} <= set(large["steps"])
+    assert [(m["from"], m["to"]) for m in figures["marginal_cpu_ms_per_lead"]] == [(200, 400)]

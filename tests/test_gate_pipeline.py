@@ -2,33 +2,59 @@
 
 from __future__ import annotations
 
+import bson
+import pyarrow as pa
 import pytest
+from bson import ObjectId
 
 from leadnorm import cli
 from leadnorm.devtools.seed import seed_leads
-from leadnorm.schema import COLLECTIONS
-from leadnorm.steps import pipeline
+from leadnorm.mongo import CODEC_OPTIONS
+from leadnorm.schema import COLLECTIONS, KINDS
+from leadnorm.steps import layout, pipeline
 from leadnorm.steps.runstore import RunFolder
-from leadnorm.transform import normalize
-from leadnorm.transform.resolve import resolve as real_resolve
+from leadnorm.transform import columns
+
+real_resolve_step = pipeline.resolve_step
 
 
-def broken_resolve(mentions):
+def with_column(run: RunFolder, collection: str, column: str, change) -> None:
+    """Rewrite one field of a staged collection, its column and its documents: `change(values)`."""
+    name = layout.frame(collection)
+    table = run.read_table(name)
+    kind = KINDS[collection][column]
+    changed = columns.array(kind, change(columns.values(table[column], kind)))
+    documents = []
+    for document, value in zip(table["document"].to_pylist(), changed.to_pylist()):
+        fields = bson.decode(document, CODEC_OPTIONS)
+        fields[column] = columns.values(pa.array([value], changed.type), kind)[0]
+        if fields[column] is None:  # absent, as the contract stores a missing value
+            del fields[column]
+        documents.append(bson.encode(fields, codec_options=CODEC_OPTIONS))
+    for field, values in ((column, changed), ("document", pa.array(documents, pa.binary()))):
+        table = table.set_column(table.schema.get_field_index(field), table.schema.field(field), values)
+    run.write_table(name, table, table.schema)
+
+
+def duplicate_first_domain(domains: list) -> list:
+    first, second = [index for index, domain in enumerate(domains) if domain is not None][:2]
+    return [domains[first] if index == second else domain for index, domain in enumerate(domains)]
+
+
+def broken_resolve(run: RunFolder, db=None):
     """The real result, then three defects the contract forbids."""
-    normalized = real_resolve(mentions)
-    frames = normalized.frames
-    companies = frames["companies"]
-    with_domain = companies.index[companies["domain"].notna()]
-    companies.loc[with_domain[1], "domain"] = companies.loc[with_domain[0], "domain"]  # duplicate domain
-    frames["leads"].loc[0, "company_id"] = frames["personas"].loc[0, "_id"]  # dangling company_id
-    frames["icp_scores"].loc[0, "icp_score"] = 140.0  # out of range
-    return normalized
+    counts = real_resolve_step(run, db)
+    with_column(run, "companies", "domain", duplicate_first_domain)
+    persona = ObjectId(run.read_table(layout.frame("personas"))["_id"][0].as_py())
+    with_column(run, "leads", "company_id", lambda ids: [persona, *ids[1:]])  # a dangling company_id
+    with_column(run, "icp_scores", "icp_score", lambda scores: [140.0, *scores[1:]])  # out of range
+    return counts
 
 
 @pytest.fixture
 def broken(db, monkeypatch, tmp_path):
     seed_leads(db, 300, seed=9)
-    monkeypatch.setattr(normalize, "resolve", broken_resolve)
+    monkeypatch.setattr(pipeline, "resolve_step", broken_resolve)
     monkeypatch.setenv("LEADNORM_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("LEADNORM_STAGING_DIR", str(tmp_path / "staging"))
     return db

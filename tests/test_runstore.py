@@ -1,5 +1,5 @@
-"""Run storage: frames round-trip exactly through BSON, files are owner-only, no pickle
-anywhere, a tampered frame is refused, and left-over run folders can be listed and pruned."""
+"""Run storage: tables round-trip exactly through Parquet, files are owner-only, no pickle
+anywhere, a tampered table is refused, and left-over run folders can be listed and pruned."""
 
 from __future__ import annotations
 
@@ -8,30 +8,35 @@ import math
 import stat
 from datetime import UTC, datetime, timedelta
 
-import pandas as pd
+import pyarrow as pa
 import pytest
 from bson import Decimal128, ObjectId
 from bson.datetime_ms import DatetimeMS
+from bson.int64 import Int64
 
+from leadnorm.contract import NORMALIZED_LEAD
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.errors import StagingError
+from leadnorm.steps import layout
 from leadnorm.steps.pipeline import migrate
 from leadnorm.steps.runstore import RUN_FILE, RunFolder, list_runs, parse_age, prune
+from leadnorm.transform import columns
 
 WHEN = datetime(2025, 3, 4, 5, 6, 7, 8000, tzinfo=UTC)
 
 
-def messy_frame() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "_id": pd.Series([ObjectId(), ObjectId(), ObjectId()], dtype=object),
-            "when": pd.Series([WHEN, None, DatetimeMS(2**62)], dtype=object),
-            "nested": pd.Series([{"a": [1, {"b": float("nan")}], "$k": {"x.y": None}}, [], None], dtype=object),
-            "score": pd.Series([1.5, float("nan"), float("inf")], dtype="float64"),
-            "count": pd.Series([1, 2, 3], dtype="int64"),
-            "legacy": pd.Series(["42", 42, {"embedded": Decimal128("1.10")}], dtype=object),
-        }
-    )
+KINDS = {"_id": "oid", "when": "time", "nested": "bson", "score": "float", "count": "int", "legacy": "key"}
+
+
+def messy_table() -> pa.Table:
+    rows = [
+        {"_id": ObjectId(), "when": WHEN, "nested": {"a": [1, {"b": float("nan")}], "$k": {"x.y": None}}},
+        {"_id": ObjectId(), "when": None, "nested": [], "score": float("nan"), "count": 2, "legacy": 42},
+        {"_id": ObjectId(), "when": None, "nested": DatetimeMS(2**62), "score": float("inf"), "legacy": Int64(42)},
+    ]
+    defaults = {"score": 1.5, "count": 1, "legacy": "42"}
+    rows += [{"_id": ObjectId(), "when": None, "nested": None, "legacy": {"embedded": Decimal128("1.10")}}]
+    return columns.table([{**defaults, **row} for row in rows], KINDS)
 
 
 def same(a, b) -> bool:
@@ -45,59 +50,61 @@ def same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def test_frames_round_trip_exactly(tmp_path):
+def test_tables_round_trip_exactly(tmp_path):
     run = RunFolder(tmp_path / "run").create()
-    frame = messy_frame()
-    run.write_frame("messy", frame)
-    back = RunFolder(run.root).read_frame("messy")  # as the next task reads it: from the file
-    assert list(back.columns) == list(frame.columns)
-    assert list(back.dtypes) == list(frame.dtypes)
-    for column in frame.columns:
-        for a, b in zip(frame[column], back[column]):
-            assert same(a, b), (column, a, b)
+    table = messy_table()
+    run.write_table("messy", table, table.schema)
+    back = RunFolder(run.root).read_table("messy")  # as the next task reads it: from the file
+    assert back.schema == table.schema
+    for row, again in zip(columns.rows_of(table, KINDS), columns.rows_of(back, KINDS)):
+        for column in KINDS:
+            assert same(row[column], again[column]), (column, row[column], again[column])
 
 
-def test_an_empty_frame_keeps_its_columns(tmp_path):
+def test_an_empty_table_keeps_its_columns(tmp_path):
     run = RunFolder(tmp_path / "run").create()
-    run.write_frame("empty", pd.DataFrame(columns=["_id", "name"]))
-    back = RunFolder(run.root).read_frame("empty")
-    assert list(back.columns) == ["_id", "name"] and back.empty
+    empty = columns.schema({"_id": "oid", "name": "text"}).empty_table()
+    run.write_table("empty", empty, empty.schema)
+    back = RunFolder(run.root).read_table("empty")
+    assert back.schema == empty.schema and back.num_rows == 0
 
 
 def test_files_and_folders_are_owner_only(tmp_path):
     run = RunFolder(tmp_path / "run").create()
-    run.write_frame("messy", messy_frame())
+    run.write_table("messy", messy_table(), messy_table().schema)
     run.write_result("step", {"ok": True})
-    list(run.write_batches(iter([b""])))
+    run.clear_batches(0)
+    run.write_batch(0, 0, b"")
     assert stat.S_IMODE(run.root.stat().st_mode) == 0o700
     for path in run.root.rglob("*"):
         expected = 0o700 if path.is_dir() else 0o600
         assert stat.S_IMODE(path.stat().st_mode) == expected, path
 
 
-def test_a_tampered_frame_is_refused_not_run(tmp_path):
+def test_a_tampered_table_is_refused_not_run(tmp_path):
     run = RunFolder(tmp_path / "run").create()
-    run.write_frame("leads", messy_frame())
+    run.write_table("leads", messy_table(), messy_table().schema)
     planted = tmp_path / "planted"
     pickle_payload = b"cos\nsystem\n(S'touch " + str(planted).encode() + b"'\ntR."
-    run.frame_path("leads").write_bytes(pickle_payload)
-    with pytest.raises(StagingError, match="not a staged frame"):
-        RunFolder(run.root).read_frame("leads")
+    run.table_path("leads").write_bytes(pickle_payload)
+    with pytest.raises(StagingError, match="not a staged table"):
+        RunFolder(run.root).read_table("leads")
     assert not planted.exists()
 
 
-def test_a_missing_frame_is_one_clear_error(tmp_path):
+def test_a_missing_table_is_one_clear_error(tmp_path):
     run = RunFolder(tmp_path / "run").create()
     with pytest.raises(StagingError, match="not staged"):
-        run.read_frame("leads")
+        run.read_table("leads")
 
 
-def test_a_migration_stages_bson_only_and_private(db, tmp_path):
+def test_a_migration_stages_parquet_and_bson_only_and_private(db, tmp_path):
     seed_leads(db, 150, seed=4)
     run = RunFolder(tmp_path / "run")
     migrate(db, backup_dir=tmp_path / "backups", skip_validation=True, run=run)
     staged = [p for p in run.root.rglob("*") if p.is_file()]
-    assert staged and not [p for p in staged if p.suffix in (".pkl", ".pickle")]
+    assert staged and {p.suffix for p in staged} <= {".parquet", ".bson", ".json"}
+    assert all(p.read_bytes()[:4] == b"PAR1" for p in staged if p.suffix == ".parquet")
     assert all(p.read_bytes()[:1] != b"\x80" for p in staged), "a pickle stream was staged"
     backup = next((tmp_path / "backups").iterdir())
     assert stat.S_IMODE(backup.stat().st_mode) == 0o700
@@ -127,15 +134,6 @@ def test_bad_ages_are_refused(text):
         parse_age(text)
 
 
-def test_a_frame_written_in_this_process_is_read_back_from_memory(tmp_path):
-    run = RunFolder(tmp_path / "run").create()
-    frame = messy_frame()
-    run.write_frame("messy", frame)
-    run.frame_path("messy").write_bytes(b"garbage")  # the file is not read again in this process
-    back = run.read_frame("messy")
-    assert back.equals(frame) and back is not frame
-
-
 def test_a_run_staged_in_object_storage(db, tmp_path, monkeypatch):
     """Staging at a URL goes through Airflow's ObjectStoragePath (memory:// here; s3:// or gs://
     with workers on several machines): the run reads back what it staged, with no local file."""
@@ -153,7 +151,7 @@ def test_a_run_staged_in_object_storage(db, tmp_path, monkeypatch):
 
     handed_over = RunFolder.at(str(run.root))  # as the next task gets it through XCom: nothing cached
     assert handed_over.root == run.root and handed_over.batch_paths()
-    assert len(handed_over.read_frame("leads")) == db.leads.count_documents({"legacy_lead_id": {"$exists": True}})
+    assert handed_over.table_rows(layout.frame("leads")) == db.leads.count_documents(NORMALIZED_LEAD)
     assert handed_over.read_result("mark")["marked"] > 0
     assert [r.path for r in list_runs()] == [run.root]
 

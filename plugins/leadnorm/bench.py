@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,8 +37,9 @@ from pymongo.database import Database
 
 from leadnorm.config import reports_dir
 from leadnorm.contract import (
-    MARKERS,
     MIGRATED,
+    MIGRATED_FINGERPRINT,
+    MIGRATED_LEAD_ID,
     NESTED_LEAD,
     NORMALIZED_LEAD,
     SOURCE_COLLECTION,
@@ -46,6 +48,7 @@ from leadnorm.mongo import connect
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.extract import WITHOUT_MARKERS
 
+MARKS = (MIGRATED, MIGRATED_LEAD_ID, MIGRATED_FINGERPRINT)  # what a migration sets on a source lead
 STEPS = ("backup", "extract", "normalize", "validate", "load", "mark", "prune", "verify")
 TARGETS = {  # issue 10, on this machine at N=20,000
     "speedup_vs_naive": (">=", 10),
@@ -65,10 +68,10 @@ class Child:
     returncode: int
 
 
-def run_child(args: list[str], env: dict, log: Path) -> Child:
+def run_child(args: list[str], env: dict, log: Path, stdin=subprocess.DEVNULL) -> Child:
     started = time.perf_counter()
     with log.open("ab") as out:
-        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=stdin)
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return Child(
@@ -99,8 +102,9 @@ def _copy_nested(source: Database, target: Database, limit: int = 0) -> int:
     return copied
 
 
-def measure_floor(ours: Database, floor: Database) -> float:
-    """Seconds of the I/O floor (see the module docstring), on a copy of the source."""
+def measure_floor(ours: Database, floor: Database) -> tuple[float, float]:
+    """Seconds of the I/O floor (see the module docstring), on a copy of the source, and the CPU
+    seconds this process spent on it: what a client cannot do with less."""
     from bson.raw_bson import RawBSONDocument
 
     _copy_nested(ours, floor)
@@ -111,9 +115,9 @@ def measure_floor(ours: Database, floor: Database) -> float:
         name: list(ours.get_collection(name, codec_options=raw).find(NORMALIZED_LEAD if name == "leads" else {}))
         for name in COLLECTIONS
     }
-    marked = ours[SOURCE_COLLECTION].find({**NESTED_LEAD, MIGRATED: True}, list(MARKERS))
-    marks = [UpdateOne({"_id": doc["_id"]}, {"$set": {key: doc.get(key) for key in MARKERS}}) for doc in marked]
-    started = time.perf_counter()
+    marked = ours[SOURCE_COLLECTION].find({**NESTED_LEAD, MIGRATED: True}, list(MARKS))
+    marks = [UpdateOne({"_id": doc["_id"]}, {"$set": {key: doc.get(key) for key in MARKS}}) for doc in marked]
+    started, cpu = time.perf_counter(), _cpu()
     for _ in floor[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=1000):
         pass
     for name, documents in written.items():
@@ -121,7 +125,12 @@ def measure_floor(ours: Database, floor: Database) -> float:
             floor[name].insert_many(documents[start : start + 1000], ordered=False)
     if marks:
         floor[SOURCE_COLLECTION].bulk_write(marks, ordered=False)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _cpu() - cpu
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def round_trip_ms(db: Database, pings: int = 50) -> float:
@@ -168,7 +177,7 @@ def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percen
         if migrated.returncode != 0:
             raise RuntimeError(f"migrate exited {migrated.returncode}: {last_line(work / 'bench.log')}")
         steps = json.loads(timings.read_text())
-        floor_s = measure_floor(ours, floor)
+        floor_s, floor_cpu_s = measure_floor(ours, floor)
         floor.client.drop_database(floor.name)
         result = {
             "leads": leads,
@@ -179,6 +188,7 @@ def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percen
             "naive_round_trips_per_lead": naive.round_trips / max(naive.migrated, 1),
             "rtt_ms": round_trip_ms(ours),
             "floor_seconds": floor_s,
+            "floor_cpu_s": floor_cpu_s,
             "client_cpu_s": migrated.cpu_s,
             "peak_rss_mb": migrated.peak_rss_mb,
             "steps": {name: steps.get(name, 0.0) for name in STEPS},
@@ -223,6 +233,7 @@ def summarize(runs: list[dict], refresh_percent: float) -> dict:
         "floor_seconds": round(median("floor_seconds"), 2),
         "ratio_to_floor": round(seconds / median("floor_seconds"), 2),
         "client_cpu_ms_per_lead": round(1000 * median("client_cpu_s") / leads, 3),
+        "cpu_ratio_to_floor": round(median("client_cpu_s") / max(median("floor_cpu_s"), 1e-9), 2),
         "peak_rss_mb": round(median("peak_rss_mb"), 1),
         "gate_share": round(steps["validate"] / seconds, 3),
         "steps": {name: round(value, 2) for name, value in steps.items()},
@@ -268,13 +279,13 @@ def render(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(figures: dict, command: str) -> Path:
+def write_report(figures: dict, command: str, text: str) -> Path:
     path = reports_dir() / "bench.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     path.write_text(
         f"# leadnorm bench\n\n`{command}` on {os.uname().nodename} ({os.cpu_count()} cores), {when}\n\n"
-        f"{render(figures)}\n\n```json\n{json.dumps(figures)}\n```\n"
+        f"{text}\n\n```json\n{json.dumps(figures)}\n```\n"
     )
     return path
 
@@ -296,3 +307,87 @@ def bench(uri: str | None, leads: int, runs: int, seed: int, naive_leads: int, r
             if server is not None:
                 terminate(server.pid)
     return summarize(results, refresh_percent)
+
+
+# --- the client alone: `bench --client-only` -------------------------------------------------
+
+
+def client_only_once(leads: int, seed: int, work: Path) -> dict:
+    """The pipeline over `leads` generated leads into a null sink (`leadnorm.devtools.sink`): the
+    generator a process of its own, so its cost is measured apart."""
+    report = work / f"client-only-{leads}.json"
+    sink = [sys.executable, "-m", "leadnorm.devtools.sink"]
+    env = {**os.environ, "LEADNORM_REPORTS_DIR": str(work / "reports")}
+    generator = subprocess.Popen(
+        [*sink, "generate", "--leads", str(leads), "--seed", str(seed)], stdout=subprocess.PIPE, env=env
+    )
+    child = run_child(
+        [*sink, "run", "--leads", str(leads), "--report", str(report)], env, work / "bench.log", generator.stdout
+    )
+    generator.stdout.close()
+    _, status, usage = os.wait4(generator.pid, 0)
+    if child.returncode != 0 or os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the client-only run failed: {last_line(work / 'bench.log')}")
+    figures = json.loads(report.read_text())
+    figures.update(
+        client_cpu_s=child.cpu_s, peak_rss_mb=child.peak_rss_mb, generator_cpu_s=usage.ru_utime + usage.ru_stime
+    )
+    return figures
+
+
+def bench_client_only(sizes: list[int], seed: int) -> dict:
+    """Client-only figures at each size, and the marginal CPU a lead between consecutive sizes."""
+    with tempfile.TemporaryDirectory(prefix="leadnorm-bench-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o700)
+        runs = [client_only_once(size, seed, work) for size in sizes]
+    figures = {
+        "client_only": True,
+        "sizes": [
+            {
+                "leads": run["leads"],
+                "seconds": round(run["seconds"], 2),
+                "client_cpu_s": round(run["client_cpu_s"], 2),
+                "client_cpu_ms_per_lead": round(1000 * run["client_cpu_s"] / run["leads"], 3),
+                "peak_rss_mb": round(run["peak_rss_mb"], 1),
+                "generator_cpu_s": round(run["generator_cpu_s"], 2),
+                "gate_share": round(run["steps"].get("validate", 0.0) / run["seconds"], 3),
+                "steps": {name: round(seconds, 2) for name, seconds in run["steps"].items()},
+                "encoded": run["encoded"],
+            }
+            for run in runs
+        ],
+    }
+    figures["marginal_cpu_ms_per_lead"] = marginal(runs, "client_cpu_s")
+    return figures
+
+
+def marginal(runs: list[dict], cpu: str) -> list[dict]:
+    """The CPU a lead costs between consecutive sizes: what a larger source adds, fixed costs aside."""
+    return [
+        {
+            "from": small["leads"],
+            "to": large["leads"],
+            "ms_per_lead": round(1000 * (large[cpu] - small[cpu]) / (large["leads"] - small["leads"]), 3),
+        }
+        for small, large in zip(runs, runs[1:])
+    ]
+
+
+def render_client_only(figures: dict) -> str:
+    rows = [
+        (
+            f"{size['leads']:,} leads",
+            f"{size['seconds']} s, client CPU {size['client_cpu_ms_per_lead']} ms/lead, "
+            f"peak RSS {size['peak_rss_mb']} MB, gate {size['gate_share']:.1%}; steps: "
+            + ", ".join(f"{name} {seconds}" for name, seconds in size["steps"].items()),
+        )
+        for size in figures["sizes"]
+    ]
+    rows += [
+        (f"marginal CPU {step['from']:,} -> {step['to']:,}", f"{step['ms_per_lead']} ms/lead")
+        for step in figures["marginal_cpu_ms_per_lead"]
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"| {'figure (client only, no server)':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
+    return "\n".join(lines + [f"| {name:<{width}} | {value} |" for name, value in rows])

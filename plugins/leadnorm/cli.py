@@ -37,6 +37,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _sizes(text: str) -> list[int]:
+    """`20000` or `20000,100000`: each a positive whole number, in increasing order."""
+    sizes = [_positive_int(part) for part in text.split(",")]
+    if sizes != sorted(set(sizes)):
+        raise argparse.ArgumentTypeError(f"expected increasing sizes, got {text!r}")
+    return sizes
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -164,13 +172,32 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from leadnorm.bench import bench, render, write_report
+    from leadnorm.bench import bench, bench_client_only, marginal, render, render_client_only, write_report
 
-    uri = args.uri or args.uri_file or os.environ.get("MONGO_URI")  # else a fresh embedded server
-    figures = bench(uri, args.leads, args.runs, args.seed, args.naive_leads, args.refresh_percent)
     command = "python -m leadnorm " + " ".join(a for a in sys.argv[1:] if not a.startswith("mongodb"))
-    path = write_report(figures, command)
-    print(json.dumps(figures) if args.json else f"{render(figures)}\n\nreport: {path}")
+    if args.client_only:
+        figures = bench_client_only(args.leads, args.seed)
+        path = write_report(figures, command, render_client_only(figures))
+        print(json.dumps(figures) if args.json else f"{render_client_only(figures)}\n\nreport: {path}")
+        return 0
+    uri = args.uri or args.uri_file or os.environ.get("MONGO_URI")  # else a fresh embedded server
+    sizes = [bench(uri, leads, args.runs, args.seed, args.naive_leads, args.refresh_percent) for leads in args.leads]
+    figures = (
+        sizes[0]
+        if len(sizes) == 1
+        else {
+            "sizes": sizes,
+            "marginal_cpu_ms_per_lead": marginal(
+                [{"leads": f["leads"], "cpu": f["client_cpu_ms_per_lead"] * f["leads"] / 1000} for f in sizes], "cpu"
+            ),
+        }
+    )
+    text = "\n\n".join(render(f) for f in sizes) + "".join(
+        f"\n\nmarginal CPU {step['from']:,} -> {step['to']:,} leads: {step['ms_per_lead']} ms/lead"
+        for step in figures.get("marginal_cpu_ms_per_lead", [])
+    )
+    path = write_report(figures, command, text)
+    print(json.dumps(figures) if args.json else f"{text}\n\nreport: {path}")
     return 0
 
 
@@ -186,8 +213,9 @@ def _migrate(args: argparse.Namespace) -> int:
     from leadnorm.steps.changes import detect_changes
     from leadnorm.steps.housekeeping import prune_backups
     from leadnorm.steps.lock import hold_lock
-    from leadnorm.steps.pipeline import migrate, summary  # pandas & co: only once the server answers
+    from leadnorm.steps.pipeline import migrate  # pandas & co: only once the server answers
     from leadnorm.steps.runstore import RunFolder
+    from leadnorm.steps.summary import summary
 
     backup_dir = Path(args.backup_dir) if args.backup_dir else backups_dir()
     with hold_lock(db, args.command):
@@ -255,7 +283,7 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 def _print_summary_of_failed(run, dry_run: bool) -> None:
     """What the run did before it failed; a summary that fails itself must not hide the run's own error."""
-    from leadnorm.steps.pipeline import summary
+    from leadnorm.steps.summary import summary
 
     try:
         print(summary(run, dry_run=dry_run), flush=True)
@@ -294,16 +322,9 @@ def _verify(args: argparse.Namespace) -> int:
 
     db = _database(args)
     require_source(db)
-    from leadnorm.steps.pipeline import extract_all, normalize_step, verify_step
-    from leadnorm.steps.runstore import RunFolder
+    from leadnorm.steps.pipeline import verify_database
 
-    run = RunFolder.new(command="verify")
-    try:
-        extract_all(db, run, args.batch_size)
-        normalize_step(run, db)
-        report = verify_step(db, run)
-    finally:
-        run.remove()
+    report = verify_database(db, args.batch_size)
     print(report.render())
     return 0 if report.ok else 1
 
@@ -441,7 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = bench.add_mutually_exclusive_group()
     source.add_argument("--uri", help="MongoDB URI (default: $MONGO_URI, else a fresh embedded server)")
     source.add_argument("--uri-file", type=_uri_file, metavar="PATH", help="read the MongoDB URI from this file")
-    bench.add_argument("--leads", type=_positive_int, default=20000, help="nested leads to seed (20000)")
+    bench.add_argument(
+        "--leads", type=_sizes, default=[20000], help="nested leads to seed (20000); several (20000,100000): each"
+    )
+    bench.add_argument(
+        "--client-only", action="store_true", help="no server: the pipeline into a null sink, the source generated"
+    )
     bench.add_argument("--runs", type=_positive_int, default=1, help="runs; figures are their medians (1)")
     bench.add_argument("--seed", type=int, default=5, help="random seed of the generated leads (5)")
     bench.add_argument("--naive-leads", type=_positive_int, default=1000, help="leads the naive run migrates (1000)")

@@ -180,8 +180,9 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         from leadnorm.assets import asset_event_extras, emit_asset_events
         from leadnorm.errors import LeadnormError
         from leadnorm.schema import COLLECTIONS
-        from leadnorm.steps.pipeline import save_summary, summary, verify_step
+        from leadnorm.steps.pipeline import verify_step
         from leadnorm.steps.runstore import RunFolder
+        from leadnorm.steps.summary import save_summary, summary
 
         db, run = working(held), RunFolder.at(run_root)
         report = None if params["dry_run"] else verify_step(db, run)

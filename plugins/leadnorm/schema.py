@@ -142,3 +142,27 @@ COLLECTIONS: dict[str, Collection] = {
         ICP_FACTOR_BREAKDOWNS,
     )
 }
+
+# How each field is typed (`leadnorm.transform.columns`): what staged tables store, what the engine
+# works on. Every `*_id` is an ObjectId but the source's own `legacy_lead_id`, which may be anything.
+_TIMES = frozenset({"created_at", "updated_at", "accessed_at_utc", "detected_at", "scored_at"})
+_INTEGERS = frozenset({"employee_count", "founded_year"})
+_FLOATS = frozenset({"icp_score", "score", "max_score"})
+_NESTED = frozenset({"extra", "research_meta", "score_breakdown", "factors"})
+
+
+def field_kind(name: str) -> str:
+    if name == "legacy_lead_id":
+        return "key"
+    if name.endswith("_id"):
+        return "oid"
+    if name in _TIMES:
+        return "time"
+    if name in _INTEGERS:
+        return "int"
+    if name in _FLOATS:
+        return "float"
+    return "bson" if name in _NESTED else "text"
+
+
+KINDS: dict[str, dict[str, str]] = {c.name: {f: field_kind(f) for f in c.columns} for c in COLLECTIONS.values()}

@@ -51,25 +51,41 @@ class SourceLead:
     def migrated(self) -> bool:
         return bool(self.marks)
 
-    def mark(self, new_lead_id, fingerprint: bytes | None) -> dict | None:
-        """The `$set` that marks this lead migrated to `new_lead_id`, or None when it already is."""
-        wanted = {MIGRATED: True, MIGRATED_LEAD_ID: new_lead_id, MIGRATED_FINGERPRINT: fingerprint}
-        if self.marks == wanted:
-            return None
-        if self.displaced != EMPTY_DOCUMENT:
-            wanted[MIGRATED_DISPLACED] = RawBSONDocument(self.displaced)
-        return {"$set": wanted}
+    def row(self) -> dict:
+        """What the mark step needs of this lead, staged at extract (`MARK_KINDS`)."""
+        return {
+            "_id": self.source_id,
+            "fingerprint": fingerprint(self.content),
+            "lead": self.marks.get(MIGRATED_LEAD_ID),
+            "marked_fingerprint": self.marks.get(MIGRATED_FINGERPRINT),
+            "displaced": self.displaced if self.displaced != EMPTY_DOCUMENT else None,
+        }
 
-    def unmark(self) -> dict | None:
-        """The update that takes the migration's marks off and puts the application's fields of
-        those names back, or None when the lead carries no marks of the migration."""
-        if not self.migrated:
-            return None
-        restored = dict(RawBSONDocument(self.displaced, RAW_CODEC_OPTIONS).items())
-        update = {"$unset": {name: "" for name in MARKERS if name not in restored}}
-        if restored:
-            update["$set"] = restored
-        return update
+
+# A source lead's marks as extract found them, and its content's fingerprint.
+MARK_KINDS = {"_id": "key", "fingerprint": "bytes", "lead": "oid", "marked_fingerprint": "bytes", "displaced": "bytes"}
+
+
+def mark_update(row: dict, new_lead_id, fingerprint_: bytes | None) -> dict | None:
+    """The `$set` that marks the lead of `row` migrated to `new_lead_id`, or None when it already is."""
+    if row["lead"] == new_lead_id and row["marked_fingerprint"] == fingerprint_:
+        return None
+    marks = {MIGRATED: True, MIGRATED_LEAD_ID: new_lead_id, MIGRATED_FINGERPRINT: fingerprint_}
+    if row["displaced"] is not None:
+        marks[MIGRATED_DISPLACED] = RawBSONDocument(row["displaced"])
+    return {"$set": marks}
+
+
+def unmark_update(row: dict) -> dict | None:
+    """The update that takes the migration's marks off the lead of `row` and puts the application's
+    fields of those names back, or None when it carries no marks of the migration."""
+    if row["lead"] is None:
+        return None
+    restored = dict(RawBSONDocument(row["displaced"] or EMPTY_DOCUMENT, RAW_CODEC_OPTIONS).items())
+    update = {"$unset": {name: "" for name in MARKERS if name not in restored}}
+    if restored:
+        update["$set"] = restored
+    return update
 
 
 def content(raw: bytes) -> bytes:

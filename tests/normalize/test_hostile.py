@@ -12,7 +12,7 @@ from bson import DatetimeMS
 from data.hostile.cases import CASES, Case
 
 from leadnorm.contract import MAX_DOCUMENT_BYTES, REJECT_TOO_LARGE, legacy_key
-from leadnorm.steps.load import to_documents
+from leadnorm.transform.documents import to_documents
 from leadnorm.transform.ids import derived_id, lead_id
 
 from .leads import run

@@ -17,7 +17,7 @@ from pymongo.database import Database
 
 from leadnorm.contract import MIGRATED, MIGRATED_LEAD_ID, NESTED_LEAD, SOURCE_COLLECTION
 from leadnorm.steps.extract import WITHOUT_MARKERS
-from leadnorm.steps.load import to_documents
+from leadnorm.transform.documents import to_documents
 from leadnorm.transform.split import split_documents
 
 # The indexes the seed's models declare.

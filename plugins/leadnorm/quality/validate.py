@@ -21,10 +21,11 @@ from bson import ObjectId, json_util
 
 from leadnorm import config
 from leadnorm.errors import GateFailed
+from leadnorm.mongo import source_id
 from leadnorm.quality import datadocs
 from leadnorm.quality.gx_logging import gx_warnings_only
 from leadnorm.quality.suites import SOURCE_SUITE, suite_definitions
-from leadnorm.schema import COLLECTIONS
+from leadnorm.schema import COLLECTIONS, KINDS
 
 with gx_warnings_only():  # importing GX logs some 200 INFO lines
     import great_expectations as gx
@@ -105,7 +106,7 @@ def run_gate(
     run_name: str = "leadnorm",
     dry_run: bool = False,
 ) -> GateResult:
-    """Validate the nine normalized frames and the source outcomes; write Data Docs.
+    """Validate the nine normalized frames and the source outcomes, each whole; write Data Docs.
 
     `frames` maps each collection of `schema.COLLECTIONS` to its frame; `source` has one
     row per nested source lead (`_id`, `outcome`, `reject_reason`). Data Docs go to
@@ -113,14 +114,20 @@ def run_gate(
     built from to `<reports_dir>/gx_results/`, so the index lists earlier runs too. A dry
     run's name gets the prefix `dry-run-`: it shows as such and next to the real runs.
     """
+    batches = {name: [frame] for name, frame in validation_frames(frames, source).items()}
+    return _gate(batches, reconciliation_parameters(source), {}, reports_dir, run_name, dry_run)
+
+
+def _gate(batches, parameters: dict, overrides: dict, reports_dir: Path | None, run_name: str, dry_run: bool):
+    """Every suite over its batches (one, or many: their results merged, `overrides` replacing
+    what a batch cannot see alone), then the Data Docs of the merged results."""
     reports = Path(reports_dir or config.reports_dir())
     docs_dir = reports / "data_docs"
     suites = suite_definitions()
-    batches = validation_frames(frames, source)
     with gx_warnings_only():
         context = _context(docs_dir, reports / "gx_results")
         run_name = DRY_RUN_PREFIX + run_name if dry_run else run_name
-        results = _validate(context, suites, batches, reconciliation_parameters(source), run_name)
+        results = _validate(context, suites, batches, parameters, run_name, overrides)
 
         failures, warnings = [], []
         for result in results.values():
@@ -131,6 +138,139 @@ def run_gate(
         personal = {name: suite.get("meta", {}).get("personal_data_columns", []) for name, suite in suites.items()}
         docs_index = datadocs.publish(context, results, personal, docs_dir)
     return GateResult(not failures, failures, warnings, docs_index)
+
+
+GATE_ROWS = 50_000  # rows of one validation: GX holds its batch as a frame
+
+
+def run_gate_on_staged(
+    con, *, reports_dir: Path | None = None, run_name: str = "leadnorm", dry_run: bool = False
+) -> GateResult:
+    """The same suites over a run's staged tables (views of the engine `con`: the nine collections
+    and the split `outcomes`), `GATE_ROWS` rows at a time, so the gate's memory is bounded. What
+    no batch sees alone comes from the engine over every row: whether a reference finds its
+    target (the `__resolves` columns, worked out per row against the whole target), whether a
+    key is unique (the engine's group-by replaces each batch's own count), and the row counts
+    (summed). One result per suite: the Data Docs read as after a run over whole frames."""
+    parameters = staged_reconciliation(con)
+    batches = {name: staged_batches(con, name) for name in [*COLLECTIONS, SOURCE_SUITE]}
+    overrides = staged_uniqueness(con, suite_definitions())
+    return _gate(batches, parameters, overrides, reports_dir, run_name, dry_run)
+
+
+def staged_reconciliation(con) -> dict[str, int]:
+    migrated, total = con.execute(
+        "SELECT count(*) FILTER (WHERE outcome = 'migrated'), count(*) FROM outcomes"
+    ).fetchone()
+    return {"migrated_count": migrated, "migrated_plus_rejected": total}
+
+
+def _staged_query(name: str) -> str:
+    """A collection (or the source outcomes) as GX sees it: ObjectIds as hex text, a `__resolves`
+    column per reference, worked out against the whole target."""
+    if name == SOURCE_SUITE:
+        return "SELECT _id, outcome, reject_reason FROM outcomes"
+    kinds, references = KINDS[name], COLLECTIONS[name].references
+    selected = [f"lower(hex({c})) AS {c}" if kind == "oid" else c for c, kind in kinds.items()]
+    selected += [
+        f"({c} IS NULL OR {c} IN (SELECT _id FROM {target})) AS {c}{RESOLVES_SUFFIX}"
+        for c, target in references.items()
+    ]
+    if name == "leads":
+        selected.append(
+            "legacy_lead_id IN (SELECT _id FROM outcomes WHERE outcome = 'migrated') AS legacy_lead_id"
+            + RESOLVES_SUFFIX
+        )
+    return f"SELECT {', '.join(selected)} FROM {name}"
+
+
+def staged_batches(con, name: str):
+    """The batches of one suite: frames of at most `GATE_ROWS` rows (at least one, maybe empty)."""
+    relation = con.sql(_staged_query(name))
+    source_ids = ["_id"] if name == SOURCE_SUITE else ["legacy_lead_id"] if name == "leads" else []
+    empty = True
+    for batch in relation.to_arrow_reader(GATE_ROWS):
+        empty = False
+        yield _as_gx_sees(batch, source_ids)
+    if empty:
+        yield _as_gx_sees(relation.limit(0).to_arrow_table(), source_ids)
+
+
+def _as_gx_sees(batch, source_ids: list[str]) -> pd.DataFrame:
+    frame = batch.to_pandas(types_mapper=None)
+    for column in source_ids:  # legacy ids as `<type>:<value>` (see `id_text`)
+        frame[column] = pd.Series([id_text(source_id(key), source=True) for key in frame[column]], dtype=object)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].where(frame[column].notna(), None)
+    return frame
+
+
+UNIQUE = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+
+
+def _identity(expectation_type: str, kwargs: dict) -> tuple:
+    """What tells an expectation of a suite from the others: its type and its columns."""
+    return expectation_type, kwargs.get("column"), tuple(kwargs.get("column_list") or ())
+
+
+def staged_uniqueness(con, suites: dict[str, dict]) -> dict[tuple, dict]:
+    """Each uniqueness expectation's result over every staged row: (suite, identity) -> GX result."""
+    overrides = {}
+    for name, suite in suites.items():
+        table = "outcomes" if name == SOURCE_SUITE else name
+        kinds = {"_id": "key"} if name == SOURCE_SUITE else KINDS[name]
+        for expectation in suite["expectations"]:
+            if expectation["type"] not in UNIQUE:
+                continue
+            kwargs = expectation["kwargs"]
+            keys = kwargs.get("column_list") or [kwargs["column"]]
+            present = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+            listed = ", ".join(keys)
+            total, missing = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE NOT ({present})) FROM {table}"
+            ).fetchone()
+            duplicated = f"SELECT {listed} FROM {table} WHERE {present} GROUP BY {listed} HAVING count(*) > 1"
+            unexpected = con.execute(
+                f"SELECT count(*) FROM {table} WHERE ({listed}) IN ({duplicated})"
+                if len(keys) > 1
+                else f"SELECT count(*) FROM {table} WHERE {listed} IN ({duplicated})"
+            ).fetchone()[0]
+            shown = ", ".join(f"lower(hex({k}))" if kinds.get(k) in ("oid", "key") else k for k in keys)
+            sample = [
+                row if len(keys) > 1 else row[0]
+                for row in con.execute(
+                    f"SELECT {shown} FROM {table} WHERE ({listed}) IN ({duplicated}) LIMIT 20"
+                    if len(keys) > 1
+                    else f"SELECT {shown} FROM {table} WHERE {listed} IN ({duplicated}) LIMIT 20"
+                ).fetchall()
+            ]
+            overrides[(name, _identity(expectation["type"], kwargs))] = _counts_result(
+                total, missing, unexpected, sample
+            )
+    return overrides
+
+
+def _counts_result(elements: int, missing: int, unexpected: int, sample: list) -> dict:
+    nonmissing = elements - missing
+
+    def percent(part: int, whole: int) -> float | None:
+        return 100.0 * part / whole if whole else None
+
+    counts: dict = {}
+    for value in sample:
+        counts[str(value)] = counts.get(str(value), 0) + 1
+    return {
+        "element_count": elements,
+        "unexpected_count": unexpected,
+        "unexpected_percent": percent(unexpected, nonmissing),
+        "partial_unexpected_list": [list(v) if isinstance(v, tuple) else v for v in sample],
+        "missing_count": missing,
+        "missing_percent": percent(missing, elements),
+        "unexpected_percent_total": percent(unexpected, elements),
+        "unexpected_percent_nonmissing": percent(unexpected, nonmissing),
+        "partial_unexpected_counts": [{"value": v, "count": c} for v, c in counts.items()],
+    }
 
 
 def reconciliation_parameters(source: pd.DataFrame) -> dict[str, int]:
@@ -223,9 +363,10 @@ def _context(docs_dir: Path, results_dir: Path):
 
 
 def _validate(
-    context, suites: dict[str, dict], batches: dict[str, pd.DataFrame], parameters: dict[str, int], run_name: str
+    context, suites: dict[str, dict], batches: dict, parameters: dict[str, int], run_name: str, overrides: dict
 ) -> dict:
-    """Run every suite on its frame, one checkpoint each; results by their store key."""
+    """Run every suite on each of its batches, one checkpoint each; one result per suite (the
+    batches' merged), by its store key."""
     data_source = context.data_sources.add_pandas("leadnorm")
     run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))
     results = {}
@@ -241,8 +382,81 @@ def _validate(
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(name=name, validation_definitions=[validation], result_format=RESULT_FORMAT)
         )
-        outcome = checkpoint.run(
-            batch_parameters={"dataframe": batches[name]}, expectation_parameters=parameters, run_id=run_id
-        )
-        results.update(outcome.run_results)
+        merged, key, rows = None, None, 0
+        for frame in batches[name]:
+            outcome = checkpoint.run(
+                batch_parameters={"dataframe": frame}, expectation_parameters=parameters, run_id=run_id
+            )
+            ((key, result),) = outcome.run_results.items()
+            merged = result if merged is None else _merge(merged, result, rows)
+            rows += len(frame)
+        mine = {identity: result for (suite_name, identity), result in overrides.items() if suite_name == name}
+        _finish(merged, parameters, mine)
+        results[key] = merged
     return results
+
+
+_COUNTS = ("element_count", "unexpected_count", "missing_count")
+
+
+def _merge(merged, result, offset: int):
+    """Two batches' results of one suite as one: counts summed, samples joined (at most 20),
+    row counts summed; an expectation fails when it failed on either batch."""
+    for into, extra in zip(merged.results, result.results):
+        into.success = bool(into.success and extra.success)
+        mine, theirs = into.result or {}, extra.result or {}
+        for count in _COUNTS:
+            if count in mine:
+                mine[count] += theirs.get(count, 0)
+        if "partial_unexpected_list" in mine:
+            mine["partial_unexpected_list"] = (mine["partial_unexpected_list"] + theirs["partial_unexpected_list"])[:20]
+        if "partial_unexpected_index_list" in mine:
+            shifted = [offset + index for index in theirs.get("partial_unexpected_index_list", [])]
+            mine["partial_unexpected_index_list"] = (mine["partial_unexpected_index_list"] + shifted)[:20]
+        if "partial_unexpected_counts" in mine:
+            tally: dict = {}
+            for item in mine["partial_unexpected_counts"] + theirs.get("partial_unexpected_counts", []):
+                tally[repr(item["value"])] = (
+                    item["value"],
+                    tally.get(repr(item["value"]), (None, 0))[1] + item["count"],
+                )
+            mine["partial_unexpected_counts"] = [{"value": v, "count": c} for v, c in tally.values()][:20]
+        if into.expectation_config.type == "expect_table_row_count_to_equal":
+            mine["observed_value"] += theirs["observed_value"]
+        into.result = mine
+    return merged
+
+
+def _finish(merged, parameters: dict, overrides: dict) -> None:
+    """What the merge cannot sum: percentages, row counts against their expected value, the
+    uniqueness over every row (`overrides`), and the suite's statistics."""
+    for expectation in merged.results:
+        config = expectation.expectation_config
+        result = expectation.result or {}
+        identity = _identity(config.type, config.kwargs)
+        if identity in overrides:
+            result = {**result, **overrides[identity]}
+            expectation.success = overrides[identity]["unexpected_count"] == 0
+        elif "element_count" in result and "unexpected_count" in result:
+            elements, missing = result["element_count"], result.get("missing_count", 0)
+            for name, whole in (("unexpected_percent", elements - missing), ("unexpected_percent_total", elements)):
+                if name in result:
+                    result[name] = 100.0 * result["unexpected_count"] / whole if whole else None
+            if "unexpected_percent_nonmissing" in result:
+                result["unexpected_percent_nonmissing"] = result["unexpected_percent"]
+            if "missing_percent" in result:
+                result["missing_percent"] = 100.0 * missing / elements if elements else None
+        if config.type == "expect_table_row_count_to_equal":
+            wanted = config.kwargs["value"]
+            wanted = parameters[wanted["$PARAMETER"]] if isinstance(wanted, dict) else wanted
+            expectation.success = result["observed_value"] == wanted
+        expectation.result = result
+    successful = sum(1 for expectation in merged.results if expectation.success)
+    evaluated = len(merged.results)
+    merged.success = successful == evaluated
+    merged.statistics = {
+        "evaluated_expectations": evaluated,
+        "successful_expectations": successful,
+        "unsuccessful_expectations": evaluated - successful,
+        "success_percent": 100.0 * successful / evaluated if evaluated else None,
+    }

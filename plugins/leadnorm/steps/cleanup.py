@@ -35,7 +35,7 @@ from leadnorm.mongo import require_source
 from leadnorm.source import fingerprint
 from leadnorm.steps.backup import backup
 from leadnorm.steps.extract import nested_source_leads
-from leadnorm.steps.pipeline import BACKED_UP, extract_all, normalize_step, verify_step
+from leadnorm.steps.pipeline import BACKED_UP, verify_database
 from leadnorm.steps.rollback import check_backup
 from leadnorm.steps.runstore import RunFolder
 from leadnorm.steps.scope import forget_lead_keys
@@ -131,8 +131,5 @@ def run_cleanup(db: Database, confirm: str, backup_dir: Path | None = None) -> C
     require_source(db)
     folder = backup(db, backup_dir or backups_dir(), BACKED_UP)
     with TemporaryDirectory(prefix="leadnorm-cleanup-") as tmp:
-        run = RunFolder(Path(tmp) / "run").create(command="cleanup")
-        extract_all(db, run)
-        normalize_step(run, db)
-        report = verify_step(db, run)
+        report = verify_database(db, run=RunFolder(Path(tmp) / "run"))
     return cleanup(db, confirm, backup_folder=folder, verify_report=report)

@@ -7,15 +7,14 @@ normalized leads live in the same collection and are never read as source.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import bson
 import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.contract import MARKERS, NESTED_LEAD, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import CODEC_OPTIONS, in_chunks, raw_id, source_id, split_bson
-from leadnorm.source import SourceLead, content, fingerprint
+from leadnorm.mongo import CODEC_OPTIONS, in_chunks, source_id, split_bson
+from leadnorm.source import SourceLead
 
 
 def count_nested_leads(db: Database) -> int:
@@ -47,34 +46,34 @@ def nested_source_leads(db: Database, batch_size: int = 2000) -> Iterator[Source
             yield SourceLead(raw)
 
 
-def iter_raw_batches(db: Database, batch_size: int) -> Iterator[bytes]:
-    """Nested leads as the application wrote them (`leadnorm.source`), raw BSON, `batch_size` at a time,
-    in `_id` order."""
+def source_batches(db: Database, batch_size: int) -> Iterator[list[SourceLead]]:
+    """Nested leads, their content and marks apart (`leadnorm.source`), `batch_size` at a time, in
+    `_id` order."""
     cursor = db[SOURCE_COLLECTION].find_raw_batches(NESTED_LEAD, batch_size=batch_size, **ID_ORDER)
-    pending: list[bytes] = []
+    pending: list[SourceLead] = []
     for chunk in cursor:
-        pending.extend(content(raw) for raw in split_bson(chunk))
+        pending.extend(SourceLead(raw) for raw in split_bson(chunk))
         while len(pending) >= batch_size:
-            yield b"".join(pending[:batch_size])
+            yield pending[:batch_size]
             del pending[:batch_size]
     if pending:
-        yield b"".join(pending)
+        yield pending
 
 
-def iter_raw_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Iterator[bytes]:
-    """The nested leads whose `legacy_key` is one of `keys`, as `iter_raw_batches` gives them."""
-    pending: list[bytes] = []
+def source_batches_of(db: Database, keys: list[bytes], batch_size: int) -> Iterator[list[SourceLead]]:
+    """The nested leads whose `legacy_key` is one of `keys`, as `source_batches` gives them."""
+    pending: list[SourceLead] = []
     for part in in_chunks(keys):
         wanted = set(part)
         ids = [source_id(key) for key in part]
         cursor = db[SOURCE_COLLECTION].find_raw_batches({**NESTED_LEAD, "_id": {"$in": ids}})
-        found = [content(raw) for chunk in cursor for raw in split_bson(chunk)]
-        pending += [raw for raw in found if legacy_key(raw_id(raw)) in wanted]  # $in: 42 == 42.0
+        found = (SourceLead(raw) for chunk in cursor for raw in split_bson(chunk))
+        pending += [lead for lead in found if legacy_key(lead.source_id) in wanted]  # $in: 42 == 42.0
         if len(pending) >= batch_size:
-            yield b"".join(pending)
+            yield pending
             pending = []
     if pending:
-        yield b"".join(pending)
+        yield pending
 
 
 def source_keys(db: Database) -> list[bytes]:
@@ -83,18 +82,7 @@ def source_keys(db: Database) -> list[bytes]:
     return [legacy_key(document["_id"]) for document in cursor]
 
 
-def decode_batch(data: bytes) -> list[dict]:
-    return bson.decode_all(data, CODEC_OPTIONS)
-
-
-def read_batch(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A staged batch as a source frame, and each lead's fingerprint (`_id`, `fingerprint`)."""
-    data = path.read_bytes()
-    documents = decode_batch(data)
-    fingerprints = pd.DataFrame(
-        {
-            "_id": pd.Series([document["_id"] for document in documents], dtype=object),
-            "fingerprint": pd.Series([fingerprint(raw) for raw in split_bson(data)], dtype=object),
-        }
-    )
-    return source_frame(documents), fingerprints
+def decoded_batches(db: Database, batch_size: int) -> Iterator[list[dict]]:
+    """Nested leads as the application wrote them, decoded: for notebooks and other readers."""
+    for leads in source_batches(db, batch_size):
+        yield [bson.decode(lead.content, CODEC_OPTIONS) for lead in leads]

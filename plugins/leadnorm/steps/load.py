@@ -1,6 +1,6 @@
-"""Write normalized frames to their collections: bulk, and only what differs.
+"""Write the staged collections to the server: bulk, and only what differs.
 
-Ids are derived from natural keys, so a frame's rows and the stored documents line up
+Ids are derived from natural keys, so the staged documents and the stored ones line up
 by `_id`. The loader walks both in `_id` order side by side (a merge join: one sorted
 scan, no per-document round trip, no large `$in`), inserts what is new, replaces what
 changed and leaves the rest alone; stored documents the frame no longer has are reported
@@ -10,7 +10,8 @@ therefore writes nothing, and a run killed half way picks up where it stopped.
 Before writing, stored documents that hold a unique key the frame gives to another id (two
 personas merged, a company's domain moved) give it up, so no unique index is violated on
 the way. "Changed" compares BSON bytes, not Python
-values: a NaN kept under `extra` is never equal to itself, its encoding always is.
+values: a NaN kept under `extra` is never equal to itself, its encoding always is. The staged
+documents are read a batch at a time: the load holds no whole collection.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import bson
-import numpy as np
-import pandas as pd
+import pyarrow as pa
 from bson.raw_bson import RawBSONDocument
 from pymongo import IndexModel, ReplaceOne
 from pymongo.database import Database
@@ -32,8 +32,9 @@ from pymongo.errors import BulkWriteError, OperationFailure
 from leadnorm.contract import NORMALIZED_LEAD, SOURCE_COLLECTION, is_normalized_lead
 from leadnorm.errors import LoadError
 from leadnorm.mongo import CODEC_OPTIONS, RAW_CODEC_OPTIONS, in_chunks
-from leadnorm.schema import COLLECTIONS
+from leadnorm.schema import COLLECTIONS, KINDS
 from leadnorm.steps.progress import Progress
+from leadnorm.transform.columns import values
 
 log = logging.getLogger("leadnorm")
 
@@ -68,32 +69,6 @@ def is_owned(collection: str, document) -> bool:
     return collection != SOURCE_COLLECTION or is_normalized_lead(document)
 
 
-def _bson_value(value):
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
-def _missing(value) -> bool:
-    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
-
-
-# The source `_id` is data whatever it holds: null and NaN are legacy ids too.
-ALWAYS_STORED = frozenset({"legacy_lead_id"})
-
-
-def to_documents(frame: pd.DataFrame) -> Iterator[dict]:
-    """Rows as MongoDB documents: a None (absent) value is no field at all. Read by `itertuples`,
-    which hands over the objects as stored (`to_dict` turns an Int64 legacy id into an int)."""
-    columns = [str(column) for column in frame.columns]
-    for row in frame.itertuples(index=False, name=None):
-        yield {k: _bson_value(v) for k, v in zip(columns, row) if k in ALWAYS_STORED or not _missing(v)}
-
-
 def _stored(db: Database, name: str, ids: list | None) -> Iterator[RawBSONDocument]:
     """The stored documents of `name` (only those with `ids`, when given) in `_id` order."""
     collection = db[name].with_options(codec_options=RAW_CODEC_OPTIONS)
@@ -109,22 +84,22 @@ def _stored(db: Database, name: str, ids: list | None) -> Iterator[RawBSONDocume
 def load_collection(
     db: Database,
     name: str,
-    frame: pd.DataFrame,
+    rows: Iterable[pa.RecordBatch],
+    total: int,
     *,
     dry_run: bool = False,
     batch_size: int = 1000,
     ids: list | None = None,
 ) -> LoadResult:
-    """Make the stored documents of `name` equal the frame's rows; report the stale ones (none is
-    deleted). With `ids`, only those stored documents are compared (a refresh's scope: the frame's
-    ids and those its leads held before)."""
+    """Make the stored documents of `name` equal the staged ones (`rows`: record batches of `_id`
+    and `document`, in `_id` order); report the stale ones (none is deleted). With `ids`, only
+    those stored documents are compared (a refresh's scope: the frame's ids and those its leads
+    held before). Documents go to the server as the bytes they were staged as."""
     result = LoadResult(name)
-    result.released = release_unique_keys(db, name, frame, dry_run=dry_run)
-    progress = Progress(f"load {name}", len(frame))
-    ordered = frame.sort_values("_id", key=lambda ids: ids.map(str))
+    progress = Progress(f"load {name}", total)
     stored = _stored(db, name, ids)
     current = next(stored, None)
-    inserts: list[dict] = []
+    inserts: list[RawBSONDocument] = []
     replaces: list[ReplaceOne] = []
 
     def flush(force: bool = False) -> None:
@@ -137,26 +112,25 @@ def load_collection(
                 _write(name, lambda: db[name].bulk_write(replaces, ordered=False))
             replaces.clear()
 
-    for number, document in enumerate(to_documents(ordered), start=1):
-        key = str(document["_id"])
-        while current is not None and str(current["_id"]) < key:
-            result.stale_ids.append(current["_id"])
-            current = next(stored, None)
-        if current is None or str(current["_id"]) != key:
-            inserts.append(document)
-            result.inserted += 1
-        else:
-            if bson.encode(document, codec_options=CODEC_OPTIONS) != current.raw:
-                replaces.append(ReplaceOne({"_id": document["_id"]}, document))
-                result.replaced += 1
+    for batch in rows:
+        for _id, document in zip(batch.column("_id").to_pylist(), batch.column("document").to_pylist()):
+            key = _id.hex()  # the order of `str(ObjectId)`, as the stored ones are compared
+            while current is not None and str(current["_id"]) < key:
+                result.stale_ids.append(current["_id"])
+                current = next(stored, None)
+            if current is None or str(current["_id"]) != key:
+                inserts.append(RawBSONDocument(document, RAW_CODEC_OPTIONS))
+                result.inserted += 1
             else:
-                result.unchanged += 1
-            current = next(stored, None)
-        flush()
-        if number % batch_size == 0:
-            progress.advance(batch_size)
+                if document != current.raw:
+                    replaces.append(ReplaceOne({"_id": current["_id"]}, RawBSONDocument(document, RAW_CODEC_OPTIONS)))
+                    result.replaced += 1
+                else:
+                    result.unchanged += 1
+                current = next(stored, None)
+            flush()
+        progress.advance(batch.num_rows)
     flush(force=True)
-    progress.advance(len(frame) % batch_size)
     while current is not None:
         result.stale_ids.append(current["_id"])
         current = next(stored, None)
@@ -185,35 +159,50 @@ def _key_bytes(values: tuple) -> bytes:
     return bson.encode({"k": list(values)}, codec_options=CODEC_OPTIONS)
 
 
-def release_unique_keys(db: Database, name: str, frame: pd.DataFrame, *, dry_run: bool) -> int:
-    """Free every unique key the frame gives to an id other than the one storing it now."""
+def release_unique_keys(db: Database, name: str, keys: Iterable[pa.RecordBatch], *, dry_run: bool) -> int:
+    """Free every unique key the staged documents give to an id other than the one storing it now
+    (`keys`: batches of `_id` and the natural key columns; a key is unique among the staged ones,
+    so each batch is looked up alone)."""
     unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name)
-    if frame.empty or not (unset or delete) or db[name].estimated_document_count() == 0:
+    if not (unset or delete) or db[name].estimated_document_count() == 0:
         return 0
     released = 0
-    for fields in [(f,) for f in unset] + ([delete] if delete else []):
-        wanted = {}  # the key's BSON (any type, hashable) -> (its values, the id the frame gives it)
-        for row in frame[["_id", *fields]].itertuples(index=False, name=None):
-            values = row[1:]
-            if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values):
-                wanted[_key_bytes(values)] = (values, row[0])
-        clashing = set()
-        for chunk in in_chunks(wanted.values()):
-            part = [values for values, _ in chunk]
-            # By the key's first field (an index leads with it); a compound key is matched whole below.
-            first = {"$in": list({_key_bytes(values[:1]): values[0] for values in part}.values())}
-            query = {fields[0]: {**first, **_PARTIAL_FILTERS.get((name, fields[0]), {})}}
-            for doc in db[name].find(query, {f: 1 for f in fields}):  # a key field: owned documents only
-                if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
-                    clashing.add(doc["_id"])
-        if clashing and not dry_run:
-            for ids in in_chunks(sorted(clashing, key=str)):
-                if len(fields) == 1 and fields[0] in unset:
-                    db[name].update_many({"_id": {"$in": ids}}, {"$unset": {fields[0]: ""}})
-                else:
-                    db[name].delete_many({"_id": {"$in": ids}})
-        released += len(clashing)
+    kinds = KINDS[name]
+    for batch in keys:
+        data = pa.Table.from_batches([batch])
+        values_of = {column: values(data[column], kinds[column]) for column in data.column_names}
+        for fields in [(f,) for f in unset] + ([delete] if delete else []):
+            released += _release(db, name, fields, values_of, unset, dry_run=dry_run)
     return released
+
+
+def _release(db: Database, name: str, fields: tuple, values_of: dict, unset: tuple, *, dry_run: bool) -> int:
+    wanted = {}  # the key's BSON (any type, hashable) -> (its values, the id the frame gives it)
+    for row_id, *row in zip(values_of["_id"], *(values_of[f] for f in fields)):
+        if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in row):
+            wanted[_key_bytes(tuple(row))] = (tuple(row), row_id)
+    clashing = set()
+    for chunk in in_chunks(wanted.values()):
+        part = [row for row, _ in chunk]
+        # By the key's first field (an index leads with it); a compound key is matched whole below.
+        first = {"$in": list({_key_bytes(row[:1]): row[0] for row in part}.values())}
+        query = {fields[0]: {**first, **_PARTIAL_FILTERS.get((name, fields[0]), {})}}
+        for doc in db[name].find(query, {f: 1 for f in fields}):  # a key field: owned documents only
+            if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
+                clashing.add(doc["_id"])
+    if clashing and not dry_run:
+        for ids in in_chunks(sorted(clashing, key=str)):
+            if len(fields) == 1 and fields[0] in unset:
+                db[name].update_many({"_id": {"$in": ids}}, {"$unset": {fields[0]: ""}})
+            else:
+                db[name].delete_many({"_id": {"$in": ids}})
+    return len(clashing)
+
+
+def natural_key_columns(name: str) -> list[str]:
+    """The columns `release_unique_keys` reads of a staged collection."""
+    unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name, ())
+    return list(dict.fromkeys(["_id", *unset, *delete]))
 
 
 def ensure_indexes(db: Database, name: str, indexes: list[IndexModel]) -> None:

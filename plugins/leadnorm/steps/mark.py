@@ -3,23 +3,28 @@
 Runs only after every collection is loaded, so a source lead marked `_migrated` always
 has all its derived documents written. A rejected lead is never marked: one migrated by
 an earlier run and invalid since loses its mark. Every write touches only what differs:
-a rerun writes nothing. Source ids are matched by `legacy_key`, so any `_id` type works.
+a rerun writes nothing. It works from the marks extract found on each lead, a batch at a
+time, so it reads the source no second time; a lead the application rewrote meanwhile is
+marked with the fingerprint of what was migrated, and the next refresh sees the change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-import pandas as pd
+import pyarrow as pa
 from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 
-from leadnorm.contract import MARKERS, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import RAW_CODEC_OPTIONS, in_chunks
-from leadnorm.source import SourceLead
-from leadnorm.steps.extract import nested_source_leads
+from leadnorm.contract import REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
+from leadnorm.errors import StagingError
+from leadnorm.source import MARK_KINDS, mark_update, unmark_update
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.scope import Scope, find_exactly
+from leadnorm.transform import columns
+from leadnorm.transform.ids import lead_id
+from leadnorm.transform.split import TABLE_KINDS
 
 
 @dataclass
@@ -34,71 +39,55 @@ class MarkResult:
         return asdict(self)
 
 
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def fingerprints_by_source(fingerprints: pd.DataFrame) -> dict[bytes, bytes]:
-    """legacy_key -> fingerprint of the content this run migrated or rejected."""
-    return dict(zip(fingerprints["_id"].map(legacy_key), fingerprints["fingerprint"]))
-
-
 def mark_migrated(
     db: Database,
-    leads: pd.DataFrame,
-    fingerprints: dict[bytes, bytes],
+    staged: Iterable[tuple[pa.RecordBatch, pa.RecordBatch]],
     *,
     dry_run: bool = False,
     batch_size: int = 1000,
-    scope: Scope | None = None,
-) -> MarkResult:
-    """Set `_migrated: true`, `_migrated_lead_id` and the content's fingerprint on each migrated
-    source lead (of the scope, when given), the application's own fields of those names kept aside."""
-    new_id = dict(zip(leads["legacy_lead_id"].map(legacy_key), leads["_id"]))
-    result = MarkResult()
-    updates = []
-    if scope is None:
-        source = nested_source_leads(db)  # one raw scan, cut on the client: a server's projection costs as much again
-    else:
-        raw = db[SOURCE_COLLECTION].with_options(codec_options=RAW_CODEC_OPTIONS)
-        found = find_exactly(raw, "_id", scope.leads, dict.fromkeys(MARKERS, 1), **NESTED_LEAD)
-        source = (SourceLead(doc.raw) for doc in found)
-    for lead in source:
-        key = legacy_key(lead.source_id)
-        target = new_id.get(key)
-        if target is None:
-            continue
-        update = lead.mark(target, fingerprints.get(key))
-        if update is None:
-            result.already_marked += 1
-        else:
-            updates.append(UpdateOne({"_id": lead.source_id}, update))
-    result.marked = len(updates)
-    if not dry_run:
-        progress = Progress("mark", len(updates))
-        for chunk in _chunks(updates, batch_size):
-            db[SOURCE_COLLECTION].bulk_write(chunk, ordered=False)
-            progress.advance(len(chunk))
-    return result
+) -> tuple[MarkResult, list[dict]]:
+    """Mark each migrated source lead (`_migrated: true`, `_migrated_lead_id`, the fingerprint of its
+    content, the application's own fields of those names kept aside) and unmark each rejected one
+    that carries marks, from `staged`: pairs of batches of the same source leads, their outcomes
+    (split) and their marks as extract found them. Returns the rejects, for `write_rejects`."""
+    result, rejects, updates = MarkResult(), [], []
+    progress = Progress("mark", None)
+
+    def flush(force: bool = False) -> None:
+        if updates and (force or len(updates) >= batch_size):
+            if not dry_run:
+                db[SOURCE_COLLECTION].bulk_write(updates, ordered=False)
+            progress.advance(len(updates))
+            updates.clear()
+
+    for outcomes, marks in staged:
+        outcome_rows = columns.rows_of(pa.Table.from_batches([outcomes]), TABLE_KINDS["outcomes"])
+        for outcome, row in zip(outcome_rows, columns.rows_of(pa.Table.from_batches([marks]), MARK_KINDS)):
+            if legacy_key(outcome["_id"]) != legacy_key(row["_id"]):
+                raise StagingError("the staged outcomes and marks of a partition do not line up; rerun the run")
+            if outcome["outcome"] == "migrated":
+                update = mark_update(row, lead_id(row["_id"]), row["fingerprint"])
+                result.marked += update is not None
+                result.already_marked += update is None
+            else:
+                rejects.append(
+                    {"_id": row["_id"], "reason": outcome["reject_reason"], "fingerprint": row["fingerprint"]}
+                )
+                update = unmark_update(row)
+                result.unmarked += update is not None
+            if update is not None:
+                updates.append(UpdateOne({"_id": row["_id"]}, update))
+            flush()
+    flush(force=True)
+    return result, rejects
 
 
 def write_rejects(
-    db: Database,
-    rejects: pd.DataFrame,
-    result: MarkResult,
-    fingerprints: dict[bytes, bytes],
-    *,
-    dry_run: bool = False,
-    scope: Scope | None = None,
+    db: Database, rejects: list[dict], result: MarkResult, *, dry_run: bool = False, scope: Scope | None = None
 ) -> MarkResult:
     """Make `migration_rejects` hold exactly this run's rejects (`_id`, `reason`, the content's
-    `fingerprint`), none of them marked; with a scope, only the rejects of its leads change."""
-    wanted = {}
-    for source_id, reason in rejects[["_id", "reject_reason"]].itertuples(index=False, name=None):  # types kept
-        key = legacy_key(source_id)
-        wanted[key] = {"_id": source_id, "reason": reason, "fingerprint": fingerprints.get(key)}
-    result.unmarked += _unmark(db, [want["_id"] for want in wanted.values()], dry_run=dry_run)
+    `fingerprint`); with a scope, only the rejects of its leads change."""
+    wanted = {legacy_key(reject["_id"]): reject for reject in rejects}
     writes = []
     stored = (
         db[REJECTS_COLLECTION].find({}) if scope is None else find_exactly(db[REJECTS_COLLECTION], "_id", scope.all)
@@ -114,20 +103,6 @@ def write_rejects(
     writes += [InsertOne(want) for want in wanted.values()]  # none stored: an upsert would only cost more
     result.rejects_written += len(wanted)
     if writes and not dry_run:
-        db[REJECTS_COLLECTION].bulk_write(writes, ordered=False)
+        for start in range(0, len(writes), 1000):
+            db[REJECTS_COLLECTION].bulk_write(writes[start : start + 1000], ordered=False)
     return result
-
-
-def _unmark(db: Database, ids: list, *, dry_run: bool) -> int:
-    """Take the migration's marks off the source leads `ids` that carry them, putting back the
-    application's own fields of those names. Selected by `_id` alone: a `$or` beside the `$in`
-    makes a server (SecantusDB) scan the whole collection."""
-    raw = db[SOURCE_COLLECTION].with_options(codec_options=RAW_CODEC_OPTIONS)
-    unmarked = 0
-    for chunk in in_chunks(ids):
-        leads = (SourceLead(doc.raw) for doc in raw.find({"_id": {"$in": chunk}}, dict.fromkeys(MARKERS, 1)))
-        updates = [UpdateOne({"_id": lead.source_id}, update) for lead in leads if (update := lead.unmark())]
-        unmarked += len(updates)
-        if updates and not dry_run:
-            db[SOURCE_COLLECTION].bulk_write(updates, ordered=False)
-    return unmarked

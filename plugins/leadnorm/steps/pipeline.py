@@ -1,9 +1,16 @@
-"""The migration as steps over a run folder: backup, extract, normalize, validate, load, mark, verify.
+"""The migration as steps over a run folder: backup, plan, extract, split, resolve, validate, load,
+mark, prune, keys, verify.
 
-Each step reads what the previous one left in the run folder and writes its own
-output there, so the DAG runs them as separate tasks passing only the folder's path,
-and the command line runs them one after the other. Every step can be rerun: it
-rewrites its own output, and the database steps write only what differs.
+Each step reads what the previous one left in the run folder (`leadnorm.steps.layout`) and
+writes its own output there, so the DAG runs them as separate tasks passing only the folder's
+path, and the command line runs them one after the other. Every step can be rerun: it rewrites
+its own output, and the database steps write only what differs.
+
+Nothing holds a whole collection: extract stages the source a batch at a time, split turns each
+batch into Parquet tables (the lead-level documents encoded, the company and persona mentions),
+the dedupe runs on the engine over those files (`leadnorm.transform.dedupe`, spilling beyond
+its memory budget), and load, mark, keys and verify stream the staged tables back a batch at a
+time.
 """
 
 from __future__ import annotations
@@ -11,29 +18,38 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import shutil
+import tempfile
 import threading
 import time
-from collections import Counter
-from contextlib import suppress
-from dataclasses import fields
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import pandas as pd
+import duckdb
+import pyarrow as pa
+from bson import ObjectId
 from pymongo.database import Database
 
-from leadnorm.config import backups_dir, reports_dir
-from leadnorm.contract import CLEANED_COLLECTION, NESTED_FIELD, REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.config import backups_dir
+from leadnorm.contract import CLEANED_COLLECTION, NESTED_FIELD, REJECT_REASONS, REJECTS_COLLECTION, SOURCE_COLLECTION
 from leadnorm.errors import StagingError
-from leadnorm.mongo import retry_transient
+from leadnorm.mongo import retry_transient, split_bson
 from leadnorm.schema import COLLECTIONS
-from leadnorm.steps import extract
+from leadnorm.source import MARK_KINDS
+from leadnorm.steps import extract, layout
 from leadnorm.steps.backup import backup
 from leadnorm.steps.changes import Changes, detect_changes
-from leadnorm.steps.load import build_indexes_after_load, ensure_indexes, load_collection
-from leadnorm.steps.mark import fingerprints_by_source, mark_migrated, write_rejects
+from leadnorm.steps.load import (
+    build_indexes_after_load,
+    ensure_indexes,
+    load_collection,
+    natural_key_columns,
+    release_unique_keys,
+)
+from leadnorm.steps.mark import mark_migrated, write_rejects
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.prune import prune
-from leadnorm.steps.runstore import RunFolder
+from leadnorm.steps.runstore import RunFolder, staging_path
 from leadnorm.steps.scope import (
     Scope,
     find_scope,
@@ -44,11 +60,9 @@ from leadnorm.steps.scope import (
     stored_for,
 )
 from leadnorm.steps.verify import VerifyReport, verify, verify_scope
+from leadnorm.transform import columns, dedupe, engine
 from leadnorm.transform.clean import Warnings
-from leadnorm.transform.normalize import resolve_with_keys
-from leadnorm.transform.resolve import Normalized, rejects_of
-from leadnorm.transform.split import Mentions, split_batch, split_documents
-from leadnorm.transform.stable_ids import keep_ids
+from leadnorm.transform.split import TABLE_KINDS, split_raw
 
 log = logging.getLogger("leadnorm")
 
@@ -60,6 +74,9 @@ BACKED_UP = [
     REJECTS_COLLECTION,
     CLEANED_COLLECTION,
 ]
+KEY_KINDS = {"key": "key"}
+IDS = {"_id": "oid"}
+LEAD_KEY_SCHEMA = pa.schema([("_id", pa.binary()), ("keys", pa.list_(pa.string()))])
 
 
 def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) -> Path:
@@ -89,7 +106,7 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
     documents = extract.count_nested_leads(db)
     if changes is not None and key_store_complete(db):
         found = find_scope(db, changes)
-        run.write_frame("scope", found.to_frame())
+        run.write_table(layout.SCOPE, found.to_table(), found.to_table().schema)
         run.write_result("scope", {"leads": len(found.leads), "gone": len(found.gone)})
         log.info("refresh scope: %d source leads tied to the changes, %d gone", len(found.leads), len(found.gone))
         keys = sorted(found.leads)
@@ -102,9 +119,12 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
         size = max(1, math.ceil(len(keys) / parts))
         for number in range(parts):
             part = keys[number * size : (number + 1) * size]
-            run.write_frame(f"partition-{number}", pd.DataFrame({"key": pd.Series(part, dtype=object)}))
+            run.write_table(layout.partition_keys(number), pa.table({"key": pa.array(part, pa.binary())}), _KEYS)
     run.write_result("plan", {"partitions": parts, "whole_source": keys is None, "documents": documents})
     return list(range(parts))
+
+
+_KEYS = pa.schema([("key", pa.binary())])
 
 
 def _plan(run: RunFolder) -> dict:
@@ -115,17 +135,25 @@ def _plan(run: RunFolder) -> dict:
 
 
 def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_SIZE, partition: int = 0) -> int:
-    """Stage one partition's nested leads as BSON batch files; returns how many leads."""
+    """Stage one partition's nested leads as raw BSON batch files (their content, as the application
+    wrote it) and each lead's fingerprint and marks; returns how many leads."""
     plan = _plan(run)
     if plan["whole_source"]:
         progress = Progress("extract", plan["documents"])
-        raw = extract.iter_raw_batches(db, batch_size)
+        batches = extract.source_batches(db, batch_size)
     else:
-        keys = [bytes(key) for key in run.read_frame(f"partition-{partition}")["key"]]
+        keys = run.read_table(layout.partition_keys(partition))["key"].to_pylist()
         progress = Progress(f"extract {partition}" if plan["partitions"] > 1 else "extract", len(keys))
-        raw = extract.iter_raw_batches_of(db, keys, batch_size)
-    for documents in run.write_batches(raw, partition):
-        progress.advance(documents)
+        batches = extract.source_batches_of(db, keys, batch_size)
+    run.clear_batches(partition)
+
+    def staged():
+        for number, leads in enumerate(batches):
+            run.write_batch(partition, number, b"".join(lead.content for lead in leads))
+            progress.advance(len(leads))
+            yield columns.batch([lead.row() for lead in leads], MARK_KINDS)
+
+    run.write_table(layout.marks(partition), staged(), columns.schema(MARK_KINDS))
     run.write_result(f"extract-{partition}", {"documents": progress.done})
     return progress.done
 
@@ -143,59 +171,183 @@ def extract_all(
 
 
 def split_step(run: RunFolder, partition: int = 0) -> int:
-    """Split one partition's staged leads into mention frames; pure but for the files."""
+    """Split one partition's staged leads into the tables dedupe and load take; pure but for the files."""
     plan = _plan(run)
     extracted = run.read_result(f"extract-{partition}")
     if extracted is None:
         raise StagingError(f"{run.root}: partition {partition} not extracted yet; run the extract step first")
     progress = Progress(f"normalize {partition}" if plan["partitions"] > 1 else "normalize", extracted["documents"])
-    parts, fingerprints = [split_documents([])], [_NO_FINGERPRINTS]
-    for path in run.batch_paths(partition):
-        source, batch_fingerprints = extract.read_batch(path)
-        parts.append(split_batch(source))
-        fingerprints.append(batch_fingerprints)
-        progress.advance(len(source))
-    mentions = Mentions.concat(parts)
-    for name, frame in mention_frames(mentions).items():
-        run.write_frame(f"mentions-{partition}-{name}", frame)
-    run.write_frame(f"fingerprints-{partition}", pd.concat(fingerprints, ignore_index=True))
-    run.write_result(f"split-{partition}", {"warnings": dict(mentions.warnings)})
+    warnings = Warnings()
+    schemas = {layout.split(partition, name): columns.schema(kinds) for name, kinds in TABLE_KINDS.items()}
+    with run.table_writers(schemas) as writers:
+        for path in run.batch_paths(partition):
+            raws = split_bson(path.read_bytes())
+            mentions = split_raw(raws)
+            for name, table in mentions.tables.items():
+                writers[layout.split(partition, name)].write_table(table)
+            warnings.update(mentions.warnings)
+            progress.advance(len(raws))
+    run.write_result(f"split-{partition}", {"warnings": dict(warnings)})
     return progress.done
+
+
+@contextmanager
+def opened_engine(run: RunFolder, *, split: bool = False, frames: bool = False):
+    """The engine over this run's staged tables (the split ones of every partition, or the final
+    frames), spilling into a private folder of the run that goes with the step."""
+    spill = Path(tempfile.mkdtemp(prefix="leadnorm-engine-"))  # 0700; local even when staging is not
+    con = engine.connect(spill)
+    try:
+        if not isinstance(run.root, Path):
+            con.register_filesystem(run.root.fs)
+        if split:
+            for name, kinds in TABLE_KINDS.items():
+                engine.view(con, name, _files(run, run.table_files(layout.splits(name))), columns.schema(kinds))
+        if frames:
+            for name, kinds in dedupe.FINAL_KINDS.items():
+                engine.view(con, name, _files(run, [str(run.table_path(layout.frame(name)))]), columns.schema(kinds))
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _files(run: RunFolder, paths: list[str]) -> list[str]:
+    """Paths as the engine reads them: local ones as they are, object storage by its protocol."""
+    if isinstance(run.root, Path):
+        return paths
+    protocol = run.root.fs.protocol
+    protocol = protocol[0] if isinstance(protocol, tuple) else protocol
+    return [f"{protocol}://{staging_path(path).path}" for path in paths]
 
 
 def resolve_step(run: RunFolder, db: Database | None = None) -> dict:
     """Resolve every partition's mentions at once, so companies and personas dedupe exactly
     across partitions; keep the company and persona ids already stored in `db` (when given);
-    stage the frames, each lead's fingerprint and identity keys; returns the counts."""
+    stage the nine collections in `_id` order and each lead's identity keys; returns the counts."""
     partitions = range(_plan(run)["partitions"])
     for partition in partitions:
         if run.read_result(f"split-{partition}") is None:
             raise StagingError(f"{run.root}: partition {partition} not split yet; run the normalize step first")
-    mentions = Mentions.concat([read_mentions(run, partition) for partition in partitions])
-    normalized, keys = resolve_with_keys(mentions)
-    run.write_frame("lead_keys", keys)
-    found = read_scope(run)
-    if db is not None and found is None:
-        normalized = keep_ids(normalized, *stored_references(db))
-    elif db is not None:
-        normalized = _keep_ids_in_scope(db, run, found, normalized)
-    fingerprints = [run.take_frame(f"fingerprints-{partition}") for partition in partitions]
-    run.write_frame("fingerprints", pd.concat(fingerprints, ignore_index=True))
-    return save_normalized(run, normalized)
+    with opened_engine(run, split=True) as con:
+        dedupe.resolve_companies(con)
+        dedupe.resolve_personas(con)
+        found = read_scope(run)
+        stored = db is not None and (
+            _stage_stored_references(con, db) if found is None else _stage_scope_references(con, db, run, found)
+        )
+        for kind, column in (("company", "company_id"), ("persona", "persona_id")):
+            if stored:
+                dedupe.keep_ids(con, kind, column)
+            else:
+                dedupe.no_kept_ids(con, kind)
+        dedupe.link_leads(con)
+        rows = {}
+        for name, batches in dedupe.collections(con).items():
+            rows[name] = run.write_table(layout.frame(name), batches, columns.schema(dedupe.FINAL_KINDS[name]))
+        run.write_table(layout.LEAD_KEYS, dedupe.lead_keys(con), LEAD_KEY_SCHEMA)
+        outcomes = dict(con.execute("SELECT coalesce(reject_reason, ''), count(*) FROM outcomes GROUP BY 1").fetchall())
+    warnings = Warnings()
+    for partition in partitions:
+        warnings.update(run.read_result(f"split-{partition}")["warnings"])
+    migrated = outcomes.pop("", 0)
+    rejected = {reason: outcomes[reason] for reason in REJECT_REASONS if reason in outcomes}
+    return run.write_result(
+        "normalize",
+        {
+            "nested": migrated + sum(rejected.values()),
+            "migrated": migrated,
+            "rejected": sum(rejected.values()),
+            "reject_reasons": rejected,
+            "rows": rows,
+            "warnings": dict(sorted(warnings.items())),
+        },
+    )
 
 
-def _keep_ids_in_scope(db: Database, run: RunFolder, found: Scope, normalized: Normalized) -> Normalized:
-    """`keep_ids` over a refresh's scope. What its leads hold is read before any write and staged
+REFERENCE_KINDS = {"lead_id": "oid", "company_id": "oid", "persona_id": "oid"}
+COUNT_KINDS = {"reference": "text", "id": "oid", "n": "int"}
+
+
+def _stage_stored_references(con: duckdb.DuckDBPyConnection, db: Database) -> bool:
+    """The references every stored lead holds, into the engine (`stored_refs`: the normalized
+    leads', `lead_counts`: everyone's, uploaded leads included); whether there are any."""
+    found = db[SOURCE_COLLECTION].find(
+        {"$or": [{"company_id": {"$exists": True}}, {"persona_id": {"$exists": True}}]},
+        {"company_id": 1, "persona_id": 1, "legacy_lead_id": 1, NESTED_FIELD: 1},
+        batch_size=5000,
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE all_refs (lead_id BLOB, company_id BLOB, persona_id BLOB, normalized BOOLEAN)"
+    )
+    rows = []
+
+    def flush() -> None:
+        if rows:
+            kinds = {**REFERENCE_KINDS, "normalized": "bool"}
+            con.register("refs_batch", columns.table(rows, kinds))
+            con.execute("INSERT INTO all_refs SELECT * FROM refs_batch")
+            con.unregister("refs_batch")
+            rows.clear()
+
+    for lead in found:
+        if NESTED_FIELD in lead:  # a nested lead's own `company_id` is its data, no reference
+            continue
+        row = {"lead_id": lead["_id"], "normalized": "legacy_lead_id" in lead}
+        for column in ("company_id", "persona_id"):
+            row[column] = lead.get(column) if _is_oid(lead.get(column)) else None
+        rows.append(row)
+        if len(rows) >= 10_000:
+            flush()
+    flush()
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW stored_refs AS "
+        "SELECT lead_id, company_id, persona_id FROM all_refs WHERE normalized"
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE lead_counts AS
+        SELECT 'company_id' AS reference, company_id AS id, count(*) AS n FROM all_refs
+        WHERE company_id IS NOT NULL GROUP BY 2
+        UNION ALL
+        SELECT 'persona_id', persona_id, count(*) FROM all_refs WHERE persona_id IS NOT NULL GROUP BY 2
+        """
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE occupied (reference VARCHAR, id BLOB)")
+    return con.execute("SELECT count(*) FROM all_refs WHERE normalized").fetchone()[0] > 0
+
+
+def _is_oid(value) -> bool:
+    return type(value) is ObjectId
+
+
+def _stage_scope_references(con: duckdb.DuckDBPyConnection, db: Database, run: RunFolder, found: Scope) -> bool:
+    """The same over a refresh's scope: what its leads hold is read before any write and staged
     (the load compares and prunes only those documents); ids that leads outside it hold are
-    never given out."""
+    never given out (`occupied`)."""
     stored = stored_for(db, found)
     for name, ids in stored.related.items():
-        run.write_frame(f"related-{name}", pd.DataFrame({"_id": pd.Series(ids, dtype=object)}))
-    occupied = {}
-    for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
-        fresh = set(normalized.frames[collection]["_id"]) - set(stored.related[collection])
-        occupied[column] = frozenset(occupied_outside(db, found, column, fresh))
-    return keep_ids(normalized, stored.refs, stored.lead_counts, occupied)
+        run.write_table(layout.related(name), columns.table([{"_id": i} for i in ids], IDS), columns.schema(IDS))
+    refs = [
+        {"lead_id": lead, "company_id": company, "persona_id": persona}
+        for lead, company, persona in stored.refs[["_id", "company_id", "persona_id"]].itertuples(
+            index=False, name=None
+        )
+    ]
+    con.register("stored_refs", columns.table(refs, REFERENCE_KINDS))
+    counts = [
+        {"reference": column, "id": entity, "n": n}
+        for column, counter in stored.lead_counts.items()
+        for entity, n in counter.items()
+    ]
+    con.register("lead_counts", columns.table(counts, COUNT_KINDS))
+    occupied = []
+    for kind, column, collection in (("company", "company_id", "companies"), ("persona", "persona_id", "personas")):
+        derived = {ObjectId(row[0]) for row in con.execute(f"SELECT _id FROM {kind}_ids").fetchall()}
+        fresh = derived - set(stored.related[collection])
+        occupied += [{"reference": column, "id": entity} for entity in occupied_outside(db, found, column, fresh)]
+    con.register("occupied", columns.table(occupied, {"reference": "text", "id": "oid"}))
+    return bool(refs or occupied)
 
 
 def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
@@ -205,74 +357,17 @@ def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
     return resolve_step(run, db)
 
 
-def mention_frames(mentions: Mentions) -> dict[str, pd.DataFrame]:
-    return {f.name: getattr(mentions, f.name) for f in fields(Mentions) if f.name != "warnings"}
-
-
-def read_mentions(run: RunFolder, partition: int) -> Mentions:
-    """One partition's staged mentions (dropped from this process's memory: resolve holds them now)."""
-    frames = {name: run.take_frame(f"mentions-{partition}-{name}") for name in mention_frames(split_documents([]))}
-    return Mentions(**frames, warnings=Warnings(run.read_result(f"split-{partition}")["warnings"]))
-
-
-_NO_FINGERPRINTS = pd.DataFrame({"_id": pd.Series(dtype=object), "fingerprint": pd.Series(dtype=object)})
-
-
 def read_scope(run: RunFolder) -> Scope | None:
     """The run's refresh scope, or None when it covers the whole source."""
-    return Scope.from_frame(run.read_frame("scope")) if run.read_result("scope") else None
-
-
-def stored_references(db: Database) -> tuple[pd.DataFrame, dict[str, Counter]]:
-    """Each stored normalized lead's company and persona, and how many leads point at each
-    company and persona (all leads, uploaded and cleaned-up ones included)."""
-    columns = {"_id": 1, "company_id": 1, "persona_id": 1, "legacy_lead_id": 1, NESTED_FIELD: 1}
-    rows, counts = [], {"company_id": Counter(), "persona_id": Counter()}
-    for lead in db[SOURCE_COLLECTION].find(
-        {"$or": [{"company_id": {"$exists": True}}, {"persona_id": {"$exists": True}}]}, columns
-    ):
-        if NESTED_FIELD in lead:  # a nested lead's own `company_id` is its data, no reference
-            continue
-        for column, counter in counts.items():
-            if lead.get(column) is not None:
-                counter[lead[column]] += 1
-        if "legacy_lead_id" in lead:
-            rows.append(
-                {"_id": lead["_id"], "company_id": lead.get("company_id"), "persona_id": lead.get("persona_id")}
-            )
-    refs = pd.DataFrame(rows, columns=["_id", "company_id", "persona_id"], dtype=object)
-    return refs, counts
-
-
-def save_normalized(run: RunFolder, normalized: Normalized) -> dict:
-    for name, frame in {**normalized.frames, "outcomes": normalized.outcomes}.items():
-        run.write_frame(name, frame)
-    rejects = normalized.rejects
-    return run.write_result(
-        "normalize",
-        {
-            "nested": len(normalized.outcomes),
-            "migrated": len(normalized.outcomes) - len(rejects),
-            "rejected": len(rejects),
-            "reject_reasons": dict(Counter(rejects["reject_reason"])),
-            "rows": {name: len(frame) for name, frame in normalized.frames.items()},
-            "warnings": dict(sorted(normalized.warnings.items())),
-        },
-    )
-
-
-def read_normalized(run: RunFolder) -> Normalized:
-    frames = {name: run.read_frame(name) for name in COLLECTIONS}
-    warnings = Warnings(run.read_result("normalize")["warnings"])
-    return Normalized(frames, run.read_frame("outcomes"), warnings)
+    return Scope.from_table(run.read_table(layout.SCOPE)) if run.read_result("scope") else None
 
 
 def validate_step(run: RunFolder, *, dry_run: bool = False) -> dict:
     """The Great Expectations gate: raises before any write when a critical expectation fails."""
-    from leadnorm.quality.validate import run_gate
+    from leadnorm.quality.validate import run_gate_on_staged
 
-    normalized = read_normalized(run)
-    result = run_gate(normalized.frames, normalized.outcomes, run_name=run.root.name, dry_run=dry_run)
+    with opened_engine(run, split=True, frames=True) as con:
+        result = run_gate_on_staged(con, run_name=run.root.name, dry_run=dry_run)
     log.info("%s", result.log_line())
     run.write_result(
         "validate",
@@ -294,20 +389,29 @@ def load_step(
     collection, a bulk load with its indexes built after it (a third faster, and a duplicate
     still fails the index build)."""
     indexes = list(COLLECTIONS[collection].indexes)
+    frame = layout.frame(collection)
     bulk = False
     if not dry_run:
         set_key_store_complete(db, False)  # until the run's last write
         bulk = db[collection].find_one({}, {"_id": 1}) is None
         if not bulk:
             ensure_indexes(db, collection, indexes)
-    frame = run.read_frame(collection)
     ids = None
     if read_scope(run) is not None:
-        ids = list({*run.read_frame(f"related-{collection}")["_id"], *frame["_id"]})
-    result = load_collection(db, collection, frame, dry_run=dry_run, batch_size=batch_size, ids=ids)
+        held = run.read_table(layout.related(collection))["_id"].to_pylist()
+        ids = [ObjectId(i) for i in {*held, *run.read_table(frame, ["_id"])["_id"].to_pylist()}]
+    released = release_unique_keys(
+        db, collection, run.table_batches(frame, natural_key_columns(collection), batch_size), dry_run=dry_run
+    )
+    rows = run.table_batches(frame, ["_id", "document"], batch_size)
+    result = load_collection(
+        db, collection, rows, run.table_rows(frame), dry_run=dry_run, batch_size=batch_size, ids=ids
+    )
+    result.released = released
     if bulk:
         build_indexes_after_load(db, collection, indexes)
-    run.write_frame(f"stale-{collection}", pd.DataFrame({"_id": pd.Series(result.stale_ids, dtype=object)}))
+    stale = columns.table([{"_id": i} for i in result.stale_ids if _is_oid(i)], IDS)
+    run.write_table(layout.stale(collection), stale, columns.schema(IDS))
     log.info(
         "load %s: %d inserted, %d replaced, %d unchanged, %d stale",
         collection,
@@ -321,7 +425,7 @@ def load_step(
 
 def prune_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> dict:
     """After every load: delete what the source no longer produces (see `leadnorm.steps.prune`)."""
-    stale = {name: set(run.read_frame(f"stale-{name}")["_id"]) for name in COLLECTIONS}
+    stale = {name: {ObjectId(i) for i in run.read_table(layout.stale(name))["_id"].to_pylist()} for name in COLLECTIONS}
     deleted = prune(db, stale, dry_run=dry_run)
     log.info("prune: %s", ", ".join(f"{count} {name}" for name, count in deleted.items() if count) or "nothing stale")
     return run.write_result("prune", deleted)
@@ -330,97 +434,36 @@ def prune_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> dict:
 def keys_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> int:
     """The run's last write: record its leads' identity keys, then call the key store complete,
     so the next refresh can work on its scope alone."""
-    written = save_lead_keys(db, run.read_frame("lead_keys"), read_scope(run), dry_run=dry_run)
+    written = save_lead_keys(db, run.table_batches(layout.LEAD_KEYS), read_scope(run), dry_run=dry_run)
     if not dry_run:
         set_key_store_complete(db, True)
     return written
 
 
 def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
-    """Only the two frames it needs: leads (new ids by source id) and outcomes (rejects)."""
-    fingerprints = fingerprints_by_source(run.read_frame("fingerprints"))
-    found = read_scope(run)
-    leads = run.read_frame("leads")
-    result = mark_migrated(db, leads, fingerprints, dry_run=dry_run, batch_size=batch_size, scope=found)
-    rejects = rejects_of(run.read_frame("outcomes"))
-    result = write_rejects(db, rejects, result, fingerprints, dry_run=dry_run, scope=found)
+    """Mark the migrated source leads and unmark the rejected ones, from what extract found on them
+    (no second read of the source), then make `migration_rejects` hold exactly this run's rejects."""
+    partitions = range(_plan(run)["partitions"])
+    outcomes = (
+        (batch, marks)
+        for partition in partitions
+        for batch, marks in zip(
+            run.table_batches(layout.split(partition, "outcomes"), rows=batch_size),
+            run.table_batches(layout.marks(partition), rows=batch_size),
+        )
+    )
+    result, rejects = mark_migrated(db, outcomes, dry_run=dry_run, batch_size=batch_size)
+    result = write_rejects(db, rejects, result, dry_run=dry_run, scope=read_scope(run))
     return run.write_result("mark", result.as_dict())
 
 
 def verify_step(db: Database, run: RunFolder) -> VerifyReport:
     found = read_scope(run)
-    report = verify(db, read_normalized(run)) if found is None else verify_scope(db, read_normalized(run), found)
+    with opened_engine(run, frames=True) as con:
+        report = verify(db, con) if found is None else verify_scope(db, con, found)
     log.info("%s", report.render())
     run.write_result("verify", {"ok": report.ok, "text": report.render()})
     return report
-
-
-def summary(run: RunFolder, dry_run: bool = False) -> str:
-    """The run's table from what its steps saved: the same text after the CLI or the DAG.
-    Any step may be missing (the run failed before it): the table shows what there is."""
-    head = "DRY RUN: nothing written; the counts are what a run would write" if dry_run else "migration summary"
-    lines = [head]
-    normalized = run.read_result("normalize") or {}
-    loads = {name: run.read_result(f"load-{name}") for name in COLLECTIONS}
-    if any(loads.values()):
-        lines.append(f"{'collection':<24}{'rows':>9}{'written':>9}{'inserted':>10}{'replaced':>10}{'unchanged':>11}")
-        for name, r in loads.items():
-            if r:
-                rows = normalized.get("rows", {}).get(name, "?")
-                lines.append(
-                    f"{name:<24}{rows:>9}{r['inserted'] + r['replaced']:>9}{r['inserted']:>10}"
-                    f"{r['replaced']:>10}{r['unchanged']:>11}"
-                )
-    if normalized:
-        lines.append(
-            f"nested leads {normalized['nested']}: migrated {normalized['migrated']}, rejected {normalized['rejected']}"
-        )
-        lines += [f"  rejected: {count} x {reason}" for reason, count in normalized["reject_reasons"].items()]
-    mark = run.read_result("mark")
-    if mark:
-        lines.append(
-            f"source leads marked _migrated: {mark['marked']} now, {mark['already_marked']} before; "
-            f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed; "
-            f"{mark['unmarked']} rejected leads unmarked"
-        )
-    pruned = run.read_result("prune")
-    if pruned:
-        gone = ", ".join(f"{count} {name}" for name, count in pruned.items() if count)
-        lines.append(f"deleted as no longer produced by the source: {gone or 'nothing'}")
-    if normalized.get("warnings"):
-        lines.append("unreadable values (given their default), per field:")
-        lines += [f"  {name:<40}{count:>8}" for name, count in normalized["warnings"].items()]
-    gate = run.read_result("validate")
-    if gate:
-        failed = [("critical", f) for f in gate["failures"]] + [("warning", f) for f in gate["warnings"]]
-        lines.append(f"quality gate: {'passed' if gate['passed'] else 'FAILED'}, {len(gate['warnings'])} warning(s)")
-        lines += [f"  {level:<9}{_finding(f)}" for level, f in failed]
-        lines.append(f"data docs: {gate['docs_index']}")
-    timings = run.read_result("timings")
-    if timings:
-        lines.append("seconds per step: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
-    backed_up = run.read_result("backup")
-    if backed_up:
-        lines.append(f"backup: {backed_up['folder']}")
-    verified = run.read_result("verify")
-    if verified:
-        lines.append(verified["text"])
-    return "\n".join(lines)
-
-
-def save_summary(text: str, name: str) -> Path:
-    """Keep a run's summary (counts only, no personal data) under reports/summaries/."""
-    path = reports_dir() / "summaries" / f"{name.replace(':', '_').replace('+', '_')}.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
-    return path
-
-
-def _finding(finding: list) -> str:
-    """A saved gate Finding (suite, expectation, column, unexpected_count) as one line."""
-    suite, expectation, column, count = finding
-    where = f"{suite}.{column}" if column else suite
-    return f"{where} {expectation}" + ("" if count is None else f": {count} unexpected")
 
 
 def import_gate_in_background() -> None:
@@ -445,10 +488,11 @@ def migrate(
     skip_validation: bool = False,
     run: RunFolder | None = None,
     changes: Changes | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[RunFolder, VerifyReport | None]:
     """The whole migration in this process: the same steps the DAG runs as tasks, partitions one
     after the other. Given a refresh's `changes`, it works on their scope alone when it can
-    (see `plan_step`)."""
+    (see `plan_step`). `skip` leaves out steps by name (`bench --client-only`: backup, verify)."""
     run = (run or RunFolder.new()).create()
     timings: dict[str, float] = {}
     if not skip_validation:
@@ -463,7 +507,7 @@ def migrate(
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
             run.write_result("timings", timings)
 
-    if not dry_run:
+    if not dry_run and "backup" not in skip:
         step("backup", lambda: backup_step(db, run, backup_dir))
     step("extract", lambda: extract_all(db, run, batch_size, partitions, changes=changes))
     step("normalize", lambda: normalize_step(run, db))
@@ -474,7 +518,7 @@ def migrate(
     step("mark", lambda: mark_step(db, run, dry_run=dry_run, batch_size=batch_size))
     step("prune", lambda: prune_step(db, run, dry_run=dry_run))
     step("prune", lambda: keys_step(db, run, dry_run=dry_run))
-    if dry_run:
+    if dry_run or "verify" in skip:
         return run, None
     return run, step("verify", lambda: verify_step(db, run))
 
@@ -488,3 +532,16 @@ def refresh(db: Database, **options) -> tuple[Changes, RunFolder | None, VerifyR
         return changes, None, None
     run, report = migrate(db, changes=changes, **options)
     return changes, run, report
+
+
+def verify_database(db: Database, batch_size: int = DEFAULT_BATCH_SIZE, run: RunFolder | None = None) -> VerifyReport:
+    """`python -m leadnorm verify`: the whole source extracted and normalized again (keeping the
+    company and persona ids stored) into a run folder of its own, compared with the database, the
+    folder removed. Writes nothing to the database."""
+    run = (run or RunFolder.new(command="verify")).create(command="verify")
+    try:
+        extract_all(db, run, batch_size)
+        normalize_step(run, db)
+        return verify_step(db, run)
+    finally:
+        run.remove()

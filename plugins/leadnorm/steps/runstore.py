@@ -1,11 +1,13 @@
-"""Run storage: one owner-only folder per run holding staged batches, frames and step results.
+"""Run storage: one owner-only folder per run holding staged batches, tables and step results.
 
 Steps hand data to each other through this folder, so a DAG passes only its path through
 XCom and a retried task finds its inputs where they were left. Everything in it is
-personal data, so the folder is created 0700 and every file 0600, and frames are BSON
-(reading them runs no code, unlike a pickle, and keeps ObjectIds, dates, nested values
-and NaN exactly). A successful run removes its folder; a failed one keeps it for the
-retry, and `staging list` / `staging prune` deal with what is left.
+personal data, so the folder is created 0700 and every file 0600. Tables are Parquet,
+columnar and compressed, readable by the engine, pandas and Polars, and their reading runs
+no code (unlike a pickle); their columns keep ObjectIds, dates, nested values, NaN and every
+source `_id` type exactly (`leadnorm.transform.columns`). A successful run removes its
+folder; a failed one keeps it for the retry, and `staging list` / `staging prune` deal with
+what is left.
 """
 
 from __future__ import annotations
@@ -14,23 +16,21 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
-import bson
-import bson.errors
-import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from leadnorm.config import staging_location
 from leadnorm.errors import StagingError
-from leadnorm.mongo import CODEC_OPTIONS, split_bson
 
 RUN_FILE = "run.json"  # marks a run folder: who made it, when
-FRAME_FORMAT = "leadnorm-frame/1"
 
 
 def staging_path(location: str | os.PathLike):
@@ -66,20 +66,32 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (a temp file renamed), mode 0600; an object in object
-    storage, which appears whole or not at all. A failure is a StagingError naming the folder."""
+@contextmanager
+def private_file(path: Path) -> Generator[BinaryIO]:
+    """A file to write `path` through, owner-only (0600), in place only once whole (a temp file
+    renamed); an object in object storage appears whole or not at all. A failure to write is a
+    StagingError naming the folder, and leaves no half file."""
     if not _local(path):
-        path.write_bytes(data)
+        with path.open("wb") as out:
+            yield out
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            out.write(data)
+            yield out
         tmp.replace(path)
-    except OSError as exc:  # a full disk, say: say where, and leave no half file
+    except OSError as exc:  # a full disk, say: say where
         tmp.unlink(missing_ok=True)
         raise StagingError(f"{path.parent}: cannot write {path.name} ({exc.strerror or exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through `private_file`."""
+    with private_file(path) as out:
+        out.write(data)
 
 
 @dataclass(frozen=True)
@@ -87,9 +99,6 @@ class RunFolder:
     """Where one run keeps its staged batches, frames and step results."""
 
     root: Path  # or an ObjectStoragePath: see `staging_path`
-    # Frames this process wrote: a run whose steps share a process (the command line) reads
-    # them back from memory; the file is still written, for a rerun or the next task.
-    written: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def new(cls, name: str | None = None, command: str = "migrate") -> RunFolder:
@@ -129,14 +138,16 @@ class RunFolder:
 
     # --- source batches: raw BSON as the server sent it ---------------------------
 
-    def write_batches(self, batches: Iterator[bytes], partition: int = 0) -> Iterator[int]:
-        """Stage each raw batch as `source/part-PPP/batch-NNNNN.bson`; yields its document count."""
+    def clear_batches(self, partition: int) -> Path:
+        """The folder of one partition's source batches, emptied for a (re)run of extract."""
         folder = private_dir(private_dir(self.batches) / f"part-{partition:03d}")
         for old in folder.glob("batch-*.bson"):
             old.unlink()
-        for number, data in enumerate(batches):
-            write_private(folder / f"batch-{number:05d}.bson", data)
-            yield len(split_bson(data))
+        return folder
+
+    def write_batch(self, partition: int, number: int, data: bytes) -> None:
+        """Stage a raw batch as `source/part-PPP/batch-NNNNN.bson`."""
+        write_private(self.batches / f"part-{partition:03d}" / f"batch-{number:05d}.bson", data)
 
     def batch_paths(self, partition: int | None = None) -> list[Path]:
         """The staged batches of one partition, or of all."""
@@ -156,70 +167,63 @@ class RunFolder:
         path = self.root / "results" / f"{name}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    # --- frames: BSON, one header then one document per row ------------------------
+    # --- tables: Parquet, columns of the kinds `leadnorm.transform.columns` defines --------
 
-    def frame_path(self, name: str) -> Path:
-        return self.root / "frames" / f"{name}.bson"
+    def table_path(self, name: str) -> Path:
+        return self.root / "tables" / f"{name}.parquet"
 
-    def write_frame(self, name: str, frame: pd.DataFrame) -> None:
-        write_private(private_dir(self.root / "frames") / f"{name}.bson", frame_to_bson(frame))
-        self.written[name] = frame
+    def write_table(self, name: str, data: pa.Table | Iterable[pa.RecordBatch], schema: pa.Schema) -> int:
+        """Stage a table (or record batches, written as they come: never all in memory) as
+        compressed Parquet; returns its rows. A rerun of the step replaces it."""
+        path = self.table_path(name)
+        private_dir(path.parent)
+        rows = 0
+        with private_file(path) as out, pq.ParquetWriter(out, schema, compression="zstd") as writer:
+            for batch in data.to_batches() if isinstance(data, pa.Table) else data:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        return rows
 
-    def take_frame(self, name: str) -> pd.DataFrame:
-        """`read_frame`, dropping this process's copy: its reader holds it from now on."""
-        frame = self.read_frame(name)
-        self.written.pop(name, None)
-        return frame
+    @contextmanager
+    def table_writers(self, schemas: dict[str, pa.Schema]) -> Generator[dict[str, pq.ParquetWriter]]:
+        """One writer per staged table, all written as a step goes and in place once it ends."""
+        with ExitStack() as stack:
+            writers = {}
+            for name, schema in schemas.items():
+                path = self.table_path(name)
+                private_dir(path.parent)
+                out = stack.enter_context(private_file(path))
+                writers[name] = stack.enter_context(pq.ParquetWriter(out, schema, compression="zstd"))
+            yield writers
 
-    def read_frame(self, name: str) -> pd.DataFrame:
-        if name in self.written:
-            return self.written[name].copy(deep=False)
-        path = self.frame_path(name)
+    def table_rows(self, name: str) -> int:
+        return self._parquet(name).metadata.num_rows
+
+    def has_table(self, name: str) -> bool:
+        return self.table_path(name).exists()
+
+    def _parquet(self, name: str) -> pq.ParquetFile:
+        path = self.table_path(name)
         if not path.exists():
             raise StagingError(f"{path}: not staged; rerun the run from its first step")
-        return frame_from_bson(path.read_bytes())
+        try:
+            return pq.ParquetFile(path if _local(path) else path.open("rb"))
+        except (pa.ArrowException, OSError):
+            raise StagingError(f"{path}: not a staged table (Parquet) of this version") from None
 
+    def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """A staged table whole: for the small ones (a plan, a scope, the ids of a partition)."""
+        return self._parquet(name).read(columns=columns)
 
-def _bson_value(value):
-    """numpy and pandas scalars as the Python values BSON knows."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if value is pd.NaT or value is pd.NA:
-        return None
-    return value
+    def table_batches(
+        self, name: str, columns: list[str] | None = None, rows: int = 10_000
+    ) -> Iterator[pa.RecordBatch]:
+        """A staged table `rows` at a time, in the order it was written."""
+        yield from self._parquet(name).iter_batches(batch_size=rows, columns=columns)
 
-
-def frame_to_bson(frame: pd.DataFrame) -> bytes:
-    """A header (columns and dtypes), then each row's values as one BSON array."""
-    header = {
-        "format": FRAME_FORMAT,
-        "columns": [str(c) for c in frame.columns],
-        "dtypes": [str(t) for t in frame.dtypes],
-    }
-    parts = [bson.encode(header, codec_options=CODEC_OPTIONS)]
-    parts += [
-        bson.encode({"v": [_bson_value(v) for v in row]}, codec_options=CODEC_OPTIONS)
-        for row in frame.itertuples(index=False, name=None)
-    ]
-    return b"".join(parts)
-
-
-def frame_from_bson(data: bytes) -> pd.DataFrame:
-    try:
-        documents = bson.decode_all(data, CODEC_OPTIONS)
-    except bson.errors.BSONError:
-        documents = []
-    if not documents or documents[0].get("format") != FRAME_FORMAT:
-        raise StagingError(f"not a staged frame of this version ({FRAME_FORMAT})")
-    header, rows = documents[0], documents[1:]
-    columns = header["columns"]
-    frame = pd.DataFrame(
-        {c: pd.Series([row["v"][i] for row in rows], dtype=object) for i, c in enumerate(columns)}, columns=columns
-    )
-    typed = {c: t for c, t in zip(columns, header["dtypes"]) if t != "object"}
-    return frame.astype(typed) if typed else frame
+    def table_files(self, pattern: str) -> list[str]:
+        """The staged tables whose names match `pattern` (`split/part-*/leads`), for the engine."""
+        return sorted(str(path) for path in (self.root / "tables").glob(f"{pattern}.parquet"))
 
 
 # --- what is left behind --------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
 from bson import Binary
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
@@ -85,17 +86,17 @@ class Scope:
     def all(self) -> frozenset[bytes]:
         return self.leads | self.gone
 
-    def to_frame(self) -> pd.DataFrame:
+    def to_table(self) -> pa.Table:
         keys = sorted(self.leads) + sorted(self.gone)
-        return pd.DataFrame(
-            {"key": pd.Series(keys, dtype=object), "gone": pd.Series([k in self.gone for k in keys], dtype=bool)}
+        return pa.table(
+            {"key": pa.array(keys, pa.binary()), "gone": pa.array([k in self.gone for k in keys], pa.bool_())}
         )
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> Scope:
-        keys = [bytes(key) for key in frame["key"]]
-        gone = set(key for key, went in zip(keys, frame["gone"]) if went)
-        return cls(frozenset(set(keys) - gone), frozenset(gone))
+    def from_table(cls, table: pa.Table) -> Scope:
+        keys, gone = table["key"].to_pylist(), table["gone"].to_pylist()
+        went = {key for key, flag in zip(keys, gone) if flag}
+        return cls(frozenset(set(keys) - went), frozenset(went))
 
 
 # --- the key store ------------------------------------------------------------------------
@@ -111,29 +112,60 @@ def set_key_store_complete(db: Database, complete: bool) -> None:
     db[KEYS_COLLECTION].update_one({"_id": STATE_ID}, {"$set": {"complete": complete}}, upsert=True)
 
 
-def save_lead_keys(db: Database, keys: pd.DataFrame, scope: Scope | None, *, dry_run: bool = False) -> int:
-    """Make the store hold `keys` for the leads of `scope` (all leads when None); returns the writes."""
+def save_lead_keys(db: Database, keys: Iterable[pa.RecordBatch], scope: Scope | None, *, dry_run: bool = False) -> int:
+    """Make the store hold `keys` (batches of `_id`, the legacy key, and `keys`, in the store's
+    `_id` order: binary ids by length, then bytes) for the leads of `scope` (all leads when None);
+    returns the writes. The two are compared as a merge of sorted streams: neither is held whole."""
     store = db[KEYS_COLLECTION]
-    wanted = {legacy_key(source): list(found) for source, found in zip(keys["_id"], keys["keys"])}
+    writes: list = []
+    written = 0
+
+    def flush(force: bool = False) -> None:
+        nonlocal written
+        if writes and (force or len(writes) >= 1000):
+            if not dry_run:
+                store.bulk_write(writes, ordered=False)
+            written += len(writes)
+            writes.clear()
+
+    wanted = (
+        (key, list(found)) for batch in keys for key, found in zip(batch["_id"].to_pylist(), batch["keys"].to_pylist())
+    )  # staged in the store's order (`leadnorm.transform.dedupe.lead_keys`)
     if scope is None:
-        stored = store.find({"_id": {"$ne": STATE_ID}})
-    else:
-        stored = (
-            doc for part in in_chunks(scope.all) for doc in store.find({"_id": {"$in": [Binary(k) for k in part]}})
+        stored = store.find({"_id": {"$ne": STATE_ID}}, sort=[("_id", 1)], batch_size=5000)
+    else:  # a scope's leads only
+        stored = iter(
+            sorted(
+                (
+                    doc
+                    for part in in_chunks(scope.all)
+                    for doc in store.find({"_id": {"$in": [Binary(k) for k in part]}})
+                ),
+                key=lambda doc: _store_order(bytes(doc["_id"])),
+            )
         )
-    writes = []
-    for doc in stored:
-        key = bytes(doc["_id"])
-        want = wanted.pop(key, None)
-        if want is None:
+    want = next(wanted, None)
+    doc = next(stored, None)
+    while want is not None or doc is not None:
+        have = bytes(doc["_id"]) if doc is not None else None
+        if doc is None or (want is not None and _store_order(want[0]) < _store_order(have)):
+            writes.append(InsertOne({"_id": Binary(want[0]), "keys": want[1]}))  # none stored
+            want = next(wanted, None)
+        elif want is None or _store_order(have) < _store_order(want[0]):
             writes.append(DeleteOne({"_id": doc["_id"]}))
-        elif doc.get("keys") != want:
-            writes.append(ReplaceOne({"_id": doc["_id"]}, {"keys": want}))
-    writes += [InsertOne({"_id": Binary(key), "keys": want}) for key, want in wanted.items()]  # none stored
-    if not dry_run:
-        for start in range(0, len(writes), 1000):
-            store.bulk_write(writes[start : start + 1000], ordered=False)
-    return len(writes)
+            doc = next(stored, None)
+        else:
+            if doc.get("keys") != want[1]:
+                writes.append(ReplaceOne({"_id": doc["_id"]}, {"keys": want[1]}))
+            want, doc = next(wanted, None), next(stored, None)
+        flush()
+    flush(force=True)
+    return written
+
+
+def _store_order(key: bytes) -> tuple[int, bytes]:
+    """How MongoDB orders binary `_id`s: by length, then by bytes."""
+    return len(key), key
 
 
 def forget_lead_keys(db: Database, source_ids: Iterable) -> None:

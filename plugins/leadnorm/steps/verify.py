@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pandas as pd
+import duckdb
+from bson import ObjectId
 from pymongo.database import Database
 
 from leadnorm.contract import NESTED_FIELD, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
@@ -21,7 +22,7 @@ from leadnorm.source import MARK_PROJECTION, is_marked
 from leadnorm.steps.load import is_owned
 from leadnorm.steps.prune import kept_stale
 from leadnorm.steps.scope import Scope, find_exactly, stored_for
-from leadnorm.transform.resolve import Normalized
+from leadnorm.transform import columns
 
 
 @dataclass
@@ -92,38 +93,90 @@ def _reconcile(report: VerifyReport, nested: dict[bytes, bool], rejected: set[by
     report.unaccounted = len(nested.keys() - migrated - rejected)
 
 
-def verify(db: Database, expected: Normalized) -> VerifyReport:
-    """One read of each collection: ids and references (and, in `leads`, the nested leads' marks)."""
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], kinds: dict[str, str]) -> None:
+    if rows:
+        con.register("verify_batch", columns.table(rows, kinds))
+        con.execute(f"INSERT INTO {table} SELECT * FROM verify_batch")
+        con.unregister("verify_batch")
+        rows.clear()
+
+
+_STORED = {"collection": "text", "_id": "oid"}
+_REFERENCE = {"collection": "text", "reference": "text", "target": "text", "ref": "oid"}
+_NESTED = {"key": "bytes", "marked": "bool"}
+
+
+def verify(db: Database, con: duckdb.DuckDBPyConnection) -> VerifyReport:
+    """One read of each collection (ids and references, and in `leads` the nested leads' marks),
+    a batch at a time into the engine, compared there with the staged frames (`con`'s views)."""
     report = VerifyReport()
-    nested: dict[bytes, bool] = {}
-    stored: dict[str, set] = {}
-    references: list[tuple[str, str, str, object]] = []  # (collection, column, target, id)
+    con.execute("CREATE OR REPLACE TEMP TABLE stored_ids (collection VARCHAR, _id BLOB)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE stored_references "
+        "(collection VARCHAR, reference VARCHAR, target VARCHAR, ref BLOB)"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE nested_leads (key BLOB, marked BOOLEAN)")
+    con.execute("CREATE OR REPLACE TEMP TABLE rejected (key BLOB)")
     for name, collection in COLLECTIONS.items():
         projection = dict.fromkeys(collection.references, 1)
         if name == SOURCE_COLLECTION:
             projection.update({**MARK_PROJECTION, NESTED_FIELD: 1, "legacy_lead_id": 1})
-        ids = stored[name] = set()
-        for doc in db[name].find({}, projection or {"_id": 1}):
-            if name == SOURCE_COLLECTION:
-                if NESTED_FIELD in doc:
-                    nested[legacy_key(doc["_id"])] = is_marked(doc)
-                if not is_owned(name, doc):
-                    continue
-            ids.add(doc["_id"])
+        ids, references, nested = [], [], []
+        for doc in db[name].find({}, projection or {"_id": 1}, batch_size=5000):
+            if name == SOURCE_COLLECTION and NESTED_FIELD in doc:
+                nested.append({"key": legacy_key(doc["_id"]), "marked": is_marked(doc)})
+            if not is_owned(name, doc) or type(doc["_id"]) is not ObjectId:
+                continue
+            ids.append({"collection": name, "_id": doc["_id"]})
             for column, target in collection.references.items():
-                if doc.get(column) is not None:
-                    references.append((name, column, target, doc[column]))
-    _reconcile(report, nested, {legacy_key(doc["_id"]) for doc in db[REJECTS_COLLECTION].find({}, {"_id": 1})})
-
-    wanted = {name: set(frame["_id"]) for name, frame in expected.frames.items()}
-    kept = kept_stale(db, {name: stored[name] - wanted[name] for name in wanted})
-    for name, ids in wanted.items():
-        report.collections[name] = CollectionCheck(
-            len(ids), len(stored[name]), len(ids - stored[name]), len(kept[name])
-        )
-    for name, column, target, ref in references:
-        if ref not in stored[target]:
-            report.dangling[f"{name}.{column}"] = report.dangling.get(f"{name}.{column}", 0) + 1
+                if type(doc.get(column)) is ObjectId:
+                    references.append({"collection": name, "reference": column, "target": target, "ref": doc[column]})
+            if len(ids) >= 10_000:
+                _insert(con, "stored_ids", ids, _STORED)
+                _insert(con, "stored_references", references, _REFERENCE)
+                _insert(con, "nested_leads", nested, _NESTED)
+        _insert(con, "stored_ids", ids, _STORED)
+        _insert(con, "stored_references", references, _REFERENCE)
+        _insert(con, "nested_leads", nested, _NESTED)
+    rejects = [{"key": legacy_key(doc["_id"])} for doc in db[REJECTS_COLLECTION].find({}, {"_id": 1})]
+    _insert(con, "rejected", rejects, {"key": "bytes"})
+    nested, migrated, rejected, both = con.execute(
+        """
+        SELECT count(*), count(*) FILTER (WHERE marked), count(r.key), count(r.key) FILTER (WHERE marked)
+        FROM nested_leads n LEFT JOIN (SELECT DISTINCT key FROM rejected) r ON r.key = n.key
+        """
+    ).fetchone()
+    report.nested, report.migrated, report.rejected, report.marked_and_rejected = nested, migrated, rejected, both
+    report.unaccounted = con.execute(
+        "SELECT count(*) FROM nested_leads n WHERE NOT marked AND n.key NOT IN (SELECT key FROM rejected)"
+    ).fetchone()[0]
+    stale = {}
+    for name in COLLECTIONS:
+        expected, actual, missing = con.execute(
+            f"""
+            SELECT (SELECT count(*) FROM {name}),
+                (SELECT count(*) FROM stored_ids WHERE collection = '{name}'),
+                (SELECT count(*) FROM {name} f
+                 WHERE f._id NOT IN (SELECT _id FROM stored_ids WHERE collection = '{name}'))
+            """
+        ).fetchone()
+        report.collections[name] = CollectionCheck(expected, actual, missing)
+        stale[name] = {
+            ObjectId(row[0])
+            for row in con.execute(
+                f"SELECT _id FROM stored_ids WHERE collection = '{name}' AND _id NOT IN (SELECT _id FROM {name})"
+            ).fetchall()
+        }
+    for name, ids in kept_stale(db, stale).items():
+        report.collections[name].kept = len(ids)
+    for name, column, count in con.execute(
+        """
+        SELECT r.collection, r.reference, count(*) FROM stored_references r
+        WHERE r.ref NOT IN (SELECT _id FROM stored_ids s WHERE s.collection = r.target)
+        GROUP BY 1, 2
+        """
+    ).fetchall():
+        report.dangling[f"{name}.{column}"] = count
     return report
 
 
@@ -131,10 +184,10 @@ def _existing(db: Database, collection: str, ids: set) -> set:
     return {doc["_id"] for part in in_chunks(ids) for doc in db[collection].find({"_id": {"$in": part}}, {"_id": 1})}
 
 
-def verify_scope(db: Database, expected: Normalized, scope: Scope) -> VerifyReport:
+def verify_scope(db: Database, con: duckdb.DuckDBPyConnection, scope: Scope) -> VerifyReport:
     """The same checks over a refresh's scope only: its source leads, the documents they hold
     now, and where those documents' references lead. What lies outside the scope was verified
-    when it was written and nothing has touched it since."""
+    when it was written and nothing has touched it since. (The scope's frames are its size.)"""
     report = VerifyReport(scope=f"refresh scope: {len(scope.leads)} source leads, {len(scope.gone)} gone")
     nested = {
         legacy_key(doc["_id"]): is_marked(doc)
@@ -145,7 +198,9 @@ def verify_scope(db: Database, expected: Normalized, scope: Scope) -> VerifyRepo
     report.unaccounted += len(rejected - nested.keys())  # a reject whose source went
 
     held = stored_for(db, scope).related
-    wanted = {name: set(frame["_id"]) for name, frame in expected.frames.items()}
+    wanted = {
+        name: {ObjectId(row[0]) for row in con.execute(f"SELECT _id FROM {name}").fetchall()} for name in COLLECTIONS
+    }
     present = {name: _existing(db, name, ids) for name, ids in wanted.items()}
     kept = kept_stale(db, {name: set(held[name]) - wanted[name] for name in wanted})
     for name, ids in wanted.items():
@@ -153,7 +208,7 @@ def verify_scope(db: Database, expected: Normalized, scope: Scope) -> VerifyRepo
         report.collections[name] = CollectionCheck(len(ids), len(actual), len(ids - present[name]), len(kept[name]))
     for name, collection in COLLECTIONS.items():
         for column, target in collection.references.items():
-            frame = expected.frames[name]
-            targets = {ref for ref in frame[column] if pd.notna(ref)} if column in frame else set()
+            rows = con.execute(f"SELECT DISTINCT {column} FROM {name} WHERE {column} IS NOT NULL").fetchall()
+            targets = {ObjectId(row[0]) for row in rows}
             report.dangling[f"{name}.{column}"] = len(targets - _existing(db, target, targets))
     return report

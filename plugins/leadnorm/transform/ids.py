@@ -23,3 +23,8 @@ def derived_id(kind: str, *key: object) -> ObjectId:
 
 def lead_id(legacy_id: object) -> ObjectId:
     return derived_id("lead", legacy_id)
+
+
+def technographic_id(company_id, key: str | None) -> ObjectId:
+    """One technographic per (company, name without case, `name_key`): follows its company's id."""
+    return derived_id("technographic", company_id, key)

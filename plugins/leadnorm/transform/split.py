@@ -8,10 +8,11 @@ as *mentions* (one per lead) that `resolve` deduplicates over all batches at onc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import bson
 import pandas as pd
+import pyarrow as pa
 from bson import ObjectId
 
 from leadnorm.contract import (
@@ -21,7 +22,9 @@ from leadnorm.contract import (
     REJECT_NOT_OBJECT,
     REJECT_TOO_LARGE,
 )
-from leadnorm.schema import COLLECTIONS
+from leadnorm.mongo import CODEC_OPTIONS
+from leadnorm.schema import COLLECTIONS, KINDS
+from leadnorm.transform import columns
 from leadnorm.transform.clean import (
     Warnings,
     name_key,
@@ -37,6 +40,7 @@ from leadnorm.transform.clean import (
     read_text,
     unknown_fields,
 )
+from leadnorm.transform.documents import REFERENCES, document, halves
 from leadnorm.transform.ids import derived_id, lead_id
 
 # Source fields each part of a nested lead maps; any other field is kept under `extra`, those named
@@ -58,51 +62,64 @@ ICP_FIELDS = frozenset({"icp_score", "fit_tier", "score_breakdown", "scored_at",
 CATEGORY_FIELDS = frozenset({"score", "max_score", "factors"})
 
 
+# What split hands on, table by table: each column and its kind (`leadnorm.transform.columns`).
+# Lead-level tables carry their documents encoded (`leadnorm.transform.documents`): a lead and
+# its research run as the halves around the references the dedupe adds.
+_HALVES = {"head": "bytes", "tail": "bytes"}
+_COMPANY_FIELDS = {c: KINDS["companies"][c] for c in COLLECTIONS["companies"].fields if c != "domain"}
+TABLE_KINDS: dict[str, dict[str, str]] = {
+    "outcomes": {"_id": "key", "outcome": "text", "reject_reason": "text"},
+    "leads": {**{c: k for c, k in KINDS["leads"].items() if c not in REFERENCES}, **_HALVES},
+    "research_runs": {
+        **{c: k for c, k in KINDS["research_runs"].items() if c not in REFERENCES},
+        "legacy_lead_id": "key",
+        **_HALVES,
+    },
+    **{
+        name: {**KINDS[name], "document": "bytes"}
+        for name in ("citations", "detected_signals", "icp_scores", "icp_factor_breakdowns")
+    },
+    "company_mentions": {
+        "legacy_lead_id": "key",
+        "recency": "time",
+        "domain": "text",
+        "name_key": "text",
+        **_COMPANY_FIELDS,
+    },
+    "tech_mentions": {
+        "legacy_lead_id": "key",
+        "recency": "time",
+        "seq": "int",  # its place in the profile's list: among one lead's mentions, the later wins
+        "name_key": "text",
+        **{c: KINDS["technographics"][c] for c in ("name", "category", "confidence", "extra")},
+    },
+    "persona_mentions": {"legacy_lead_id": "key", "recency": "time", "name_key": "text", **KINDS["personas"]},
+}
+del TABLE_KINDS["persona_mentions"]["_id"]
+LEAD_LEVEL = ("leads", "research_runs", "citations", "detected_signals", "icp_scores", "icp_factor_breakdowns")
+MENTIONS = ("company_mentions", "tech_mentions", "persona_mentions")
+
+
 @dataclass
 class Mentions:
-    """What one batch (or several, concatenated) yields before deduplication."""
+    """What one batch (or several, concatenated) yields before deduplication: one Arrow table per
+    name of `TABLE_KINDS`. Each is also readable as an object frame (`mentions.leads`)."""
 
-    outcomes: pd.DataFrame  # _id, outcome (migrated|rejected), reject_reason
-    leads: pd.DataFrame  # leads columns but company_id/persona_id
-    company_mentions: pd.DataFrame  # legacy_lead_id, recency, domain, name_key, company fields
-    tech_mentions: pd.DataFrame  # legacy_lead_id, recency, name_key, technographic fields
-    persona_mentions: pd.DataFrame  # legacy_lead_id, recency, email, linkedin_url, name_key, ...
-    research_runs: pd.DataFrame  # research_runs columns but company_id/persona_id, + legacy_lead_id
-    citations: pd.DataFrame
-    detected_signals: pd.DataFrame
-    icp_scores: pd.DataFrame
-    icp_factor_breakdowns: pd.DataFrame
+    tables: dict[str, pa.Table]
     warnings: Warnings = field(default_factory=Warnings)
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        if name in TABLE_KINDS:  # the values, not their encoded documents
+            return columns.frame(self.tables[name], {c: k for c, k in TABLE_KINDS[name].items() if k != "bytes"})
+        raise AttributeError(name)
 
     @classmethod
     def concat(cls, parts: list[Mentions]) -> Mentions:
-        frames = {
-            f.name: pd.concat([getattr(p, f.name) for p in parts], ignore_index=True)
-            for f in fields(cls)
-            if f.name != "warnings"
-        }
+        tables = {name: pa.concat_tables([part.tables[name] for part in parts]) for name in TABLE_KINDS}
         total = Warnings()
         for part in parts:
             total.update(part.warnings)
-        return cls(**frames, warnings=total)
-
-
-_COMPANY_MENTION_COLUMNS = [
-    "legacy_lead_id",
-    "recency",
-    "domain",
-    "name_key",
-    *(c for c in COLLECTIONS["companies"].fields if c != "domain"),
-]
-_TECH_MENTION_COLUMNS = ["legacy_lead_id", "recency", "name_key", "name", "category", "confidence", "extra"]
-_PERSONA_MENTION_COLUMNS = ["legacy_lead_id", "recency", "name_key", *COLLECTIONS["personas"].fields]
-_LEAD_COLUMNS = [c for c in COLLECTIONS["leads"].columns if c not in ("company_id", "persona_id")]
-_RUN_COLUMNS = ["_id", "lead_id", "legacy_lead_id", "research_meta", "extra"]
-
-
-def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    """Object columns: values stay the Python objects MongoDB gave (None, int, datetime)."""
-    return pd.DataFrame({c: pd.Series([row[c] for row in rows], dtype=object) for c in columns})
+        return cls(tables, total)
 
 
 def _or_none(mapping: dict) -> dict | None:
@@ -117,7 +134,7 @@ SIZE_ROOM = 1024
 # A target document is at most about twice the size of its source (a text factor becomes
 # {name: text}), so only a source lead this large has its rows measured.
 LARGE_SOURCE_BYTES = MAX_DOCUMENT_BYTES // 2
-_MENTION_ONLY = ("recency", "name_key")  # columns of a mention row that no target document has
+_MENTION_ONLY = ("recency", "seq", "name_key")  # columns of a mention row that no target document has
 
 
 def _headquarters(value, warnings: Warnings) -> tuple[str | None, dict]:
@@ -150,7 +167,8 @@ class _Batch:
             )
         }
 
-    def add(self, doc: dict) -> None:
+    def add(self, doc: dict, size: int | None = None) -> None:
+        """One source lead; `size`, its encoded size when known (the raw document's length)."""
         lead_input = doc.get("lead_input")
         identity = Warnings()  # counted only if the lead is migrated: a reject has its reason
         name = email = None
@@ -161,15 +179,16 @@ class _Batch:
             email = normalize_email(lead_input.get("email"), "leads.email", identity)
             reason = None if name or email else REJECT_NO_IDENTITY
         if reason is None:
-            reason = self._migrate_if_it_fits(doc, lead_input, name, email, identity)
+            reason = self._migrate_if_it_fits(doc, size or len(bson.encode(doc)), lead_input, name, email, identity)
         self.rows["outcomes"].append(
             {"_id": doc["_id"], "outcome": "rejected" if reason else "migrated", "reject_reason": reason}
         )
 
-    def _migrate_if_it_fits(self, doc: dict, lead_input: dict, name, email, identity: Warnings) -> str | None:
+    def _migrate_if_it_fits(
+        self, doc: dict, size: int, lead_input: dict, name, email, identity: Warnings
+    ) -> str | None:
         """Split the lead, unless the source could not take its mark or one of its documents would
         not fit MongoDB's limit: then it is too large and leaves no row and no warning behind."""
-        size = len(bson.encode(doc))
         if size <= LARGE_SOURCE_BYTES:
             self._migrate(doc, lead_input, name, email, identity)
             return None
@@ -268,7 +287,7 @@ class _Batch:
                 "extra": _or_none(extra),
             }
         )
-        for tech in read_list(profile.get("technographics"), "technographics", w):
+        for seq, tech in enumerate(read_list(profile.get("technographics"), "technographics", w)):
             tech = {"name": tech} if isinstance(tech, str) else tech
             if not isinstance(tech, dict):
                 w.unreadable("technographics")
@@ -280,6 +299,7 @@ class _Batch:
                 {
                     "legacy_lead_id": legacy,
                     "recency": recency,
+                    "seq": seq,
                     "name_key": name_key(tech_name),
                     "name": tech_name,
                     "category": read_text(tech.get("category"), "technographics.category", w),
@@ -424,19 +444,15 @@ class _Batch:
 
     def mentions(self) -> Mentions:
         r = self.rows
-        return Mentions(
-            outcomes=_frame(r["outcomes"], ["_id", "outcome", "reject_reason"]),
-            leads=_frame(r["leads"], _LEAD_COLUMNS),
-            company_mentions=_frame(r["company_mentions"], _COMPANY_MENTION_COLUMNS),
-            tech_mentions=_frame(r["tech_mentions"], _TECH_MENTION_COLUMNS),
-            persona_mentions=_frame(r["persona_mentions"], _PERSONA_MENTION_COLUMNS),
-            research_runs=_frame(r["research_runs"], _RUN_COLUMNS),
-            citations=_frame(r["citations"], COLLECTIONS["citations"].columns),
-            detected_signals=_frame(r["detected_signals"], COLLECTIONS["detected_signals"].columns),
-            icp_scores=_frame(r["icp_scores"], COLLECTIONS["icp_scores"].columns),
-            icp_factor_breakdowns=_frame(r["icp_factor_breakdowns"], COLLECTIONS["icp_factor_breakdowns"].columns),
-            warnings=self.warnings,
-        )
+        for name in ("leads", "research_runs"):
+            fields_ = COLLECTIONS[name].columns
+            for row in r[name]:
+                row["head"], row["tail"] = halves(row, fields_)
+        for name in LEAD_LEVEL[2:]:
+            fields_ = COLLECTIONS[name].columns
+            for row in r[name]:
+                row["document"] = document(row, fields_)
+        return Mentions({name: columns.table(r[name], kinds) for name, kinds in TABLE_KINDS.items()}, self.warnings)
 
 
 def _encoded_size(row: dict) -> int:
@@ -444,10 +460,18 @@ def _encoded_size(row: dict) -> int:
 
 
 def split_documents(documents) -> Mentions:
-    """Flatten nested lead documents (dicts as MongoDB returns them) into mention frames."""
+    """Flatten nested lead documents (dicts as MongoDB returns them) into mention tables."""
     batch = _Batch()
     for doc in documents:
         batch.add(doc)
+    return batch.mentions()
+
+
+def split_raw(raws: list[bytes]) -> Mentions:
+    """The same from raw BSON documents (a staged batch): each decoded once, its size known."""
+    batch = _Batch()
+    for raw in raws:
+        batch.add(bson.decode(raw, CODEC_OPTIONS), len(raw))
     return batch.mentions()
 
 

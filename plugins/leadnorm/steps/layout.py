@@ -1,0 +1,46 @@
+"""What a run folder holds, named once: the tables each step leaves for the next.
+
+A step's results (`run.write_result`) are small JSON records under the step's name; the tables
+below are Parquet (`leadnorm.steps.runstore`), their columns of the kinds their producers
+declare (`leadnorm.transform.columns`).
+"""
+
+from __future__ import annotations
+
+SCOPE = "refresh/scope"  # a refresh's source leads by legacy key, and which of them are gone
+LEAD_KEYS = "frames/lead_keys"  # each migrated lead's identity keys, for the key store
+
+
+def partition_keys(partition: int) -> str:
+    """The legacy keys a partition holds (when the run reads the source in several)."""
+    return f"plan/partition-{partition:03d}"
+
+
+def marks(partition: int) -> str:
+    """Each extracted lead's content fingerprint and the marks it carried (`leadnorm.source`)."""
+    return f"source/part-{partition:03d}/marks"
+
+
+def split(partition: int, table: str) -> str:
+    """One of the tables split hands on (`leadnorm.transform.split.TABLE_KINDS`)."""
+    return f"split/part-{partition:03d}/{table}"
+
+
+def splits(table: str) -> str:
+    """The pattern of that table over every partition."""
+    return f"split/part-*/{table}"
+
+
+def frame(collection: str) -> str:
+    """A collection as it is to be stored, in `_id` order (`leadnorm.transform.dedupe.FINAL_KINDS`)."""
+    return f"frames/{collection}"
+
+
+def related(collection: str) -> str:
+    """The ids a refresh's leads hold in a collection before the run writes."""
+    return f"refresh/related-{collection}"
+
+
+def stale(collection: str) -> str:
+    """The stored ids a load found no longer produced."""
+    return f"load/stale-{collection}"
