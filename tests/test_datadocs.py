@@ -7,6 +7,7 @@ failed expectation is.
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.request
 from pathlib import Path
@@ -188,3 +189,15 @@ def test_a_rebuilt_page_gets_fresh_script_files(tmp_path):
     datadocs.make_offline(tmp_path)
     second = {path.name for path in tmp_path.glob("page.inline-*.js")}
     assert len(second) == 1 and not second & first
+
+
+def test_a_publish_goes_over_the_pages_it_wrote_only(tmp_path):
+    """Earlier runs' pages are offline already; going over them all at every run would make each
+    publish slower than the last."""
+    earlier, fresh = tmp_path / "earlier.html", tmp_path / "fresh.html"
+    earlier.write_text("<html><body><script>var a = 1;</script></body></html>")
+    os.utime(earlier, ns=(1_000_000_000, 1_000_000_000))
+    fresh.write_text("<html><body><script>var b = 2;</script></body></html>")
+    datadocs.make_offline(tmp_path, since_ns=fresh.stat().st_mtime_ns)
+    assert "<script>var a = 1;</script>" in earlier.read_text()
+    assert "var b" not in fresh.read_text() and len(list(tmp_path.glob("fresh.inline-*.js"))) == 1

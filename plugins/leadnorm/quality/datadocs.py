@@ -27,6 +27,7 @@ import re
 import secrets
 import shutil
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -131,8 +132,9 @@ def publish(context, results: dict, personal_columns: dict[str, list[str]], docs
         mask_personal_data(result, personal_columns.get(result.suite_name, ()), key)
         store.set(result_key, result)
     suite_keys = [result_key.expectation_suite_identifier for result_key in results]
+    started = time.time_ns() - 1_000_000_000  # file times lag the clock by up to a tick
     context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=[*suite_keys, *results])
-    make_offline(docs_dir)
+    make_offline(docs_dir, since_ns=started)
     return docs_dir / "index.html"
 
 
@@ -167,12 +169,14 @@ def _token(value: str, key: bytes) -> str:
     return "masked:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:8]
 
 
-def make_offline(docs_dir: Path) -> None:
+def make_offline(docs_dir: Path, since_ns: int = 0) -> None:
     """Copy the vendored assets into `docs_dir` and point every page and style sheet at them.
 
     Afterwards no file under `docs_dir` refers to a remote script, style, font or image, links
     to GX's web site are plain text, and no page holds an inline script (`_without_inline_scripts`).
-    Safe to run again over earlier output.
+    Safe to run again over earlier output. `since_ns`: only pages written since then (a build
+    rewrites this run's pages and the index; earlier runs' pages are done already, and going
+    over all of them at every publish would make each run slower than the last).
     """
     manifest = json.loads((ASSETS / "manifest.json").read_text(encoding="utf-8"))
     with as_file(ASSETS) as assets:
@@ -182,7 +186,7 @@ def make_offline(docs_dir: Path) -> None:
     local = {url: VENDOR_SUBDIR / target for url, target in manifest.items()}
     vendored = docs_dir / VENDOR_SUBDIR
     for path in [path for path in docs_dir.rglob("*") if path.suffix in (".html", ".css")]:
-        if vendored not in path.parents:
+        if vendored not in path.parents and path.stat().st_mtime_ns >= since_ns:
             text = path.read_text(encoding="utf-8")
             rewritten = _rewrite(text, path, docs_dir, local)
             if path.suffix == ".html":
