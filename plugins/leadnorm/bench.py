@@ -8,7 +8,7 @@ Each run seeds N nested leads into a fresh database and measures, on that data a
   CPU time and peak RSS from `wait4`, and the seconds of each step;
 - **floor**: the I/O no migration can avoid on this server: one cursor over the nested
   leads, `insert_many` of exactly the documents *ours* wrote into collections carrying the
-  same indexes, and one unordered bulk of the per-lead marks;
+  same indexes, and unordered bulks of 1,000 per-lead marks (as ours writes them);
 - with `--refresh-percent P`: `python -m leadnorm refresh` after P% of the leads were
   re-researched (their signals dropped, `updated_at` untouched).
 
@@ -123,8 +123,8 @@ def measure_floor(ours: Database, floor: Database) -> tuple[float, float]:
     for name, documents in written.items():
         for start in range(0, len(documents), 1000):
             floor[name].insert_many(documents[start : start + 1000], ordered=False)
-    if marks:
-        floor[SOURCE_COLLECTION].bulk_write(marks, ordered=False)
+    for start in range(0, len(marks), 1000):  # as ours marks; one bulk of 100,000 outlasts a socket timeout
+        floor[SOURCE_COLLECTION].bulk_write(marks[start : start + 1000], ordered=False)
     return time.perf_counter() - started, _cpu() - cpu
 
 
