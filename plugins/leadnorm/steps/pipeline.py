@@ -74,9 +74,9 @@ BACKED_UP = [
     REJECTS_COLLECTION,
     CLEANED_COLLECTION,
 ]
-KEY_KINDS = {"key": "key"}
 IDS = {"_id": "oid"}
 LEAD_KEY_SCHEMA = pa.schema([("_id", pa.binary()), ("keys", pa.list_(pa.string()))])
+PARTITION_KEY_SCHEMA = pa.schema([("key", pa.binary())])
 
 
 def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) -> Path:
@@ -119,12 +119,10 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
         size = max(1, math.ceil(len(keys) / parts))
         for number in range(parts):
             part = keys[number * size : (number + 1) * size]
-            run.write_table(layout.partition_keys(number), pa.table({"key": pa.array(part, pa.binary())}), _KEYS)
+            table = pa.table({"key": pa.array(part, pa.binary())})
+            run.write_table(layout.partition_keys(number), table, PARTITION_KEY_SCHEMA)
     run.write_result("plan", {"partitions": parts, "whole_source": keys is None, "documents": documents})
     return list(range(parts))
-
-
-_KEYS = pa.schema([("key", pa.binary())])
 
 
 def _plan(run: RunFolder) -> dict:
