@@ -37,6 +37,7 @@ from leadnorm.mongo import retry_transient, split_bson
 from leadnorm.schema import COLLECTIONS
 from leadnorm.source import MARK_KINDS
 from leadnorm.steps import extract, layout
+from leadnorm.steps.allocation import bulk_allocation
 from leadnorm.steps.backup import backup
 from leadnorm.steps.changes import Changes, detect_changes
 from leadnorm.steps.load import (
@@ -132,6 +133,7 @@ def _plan(run: RunFolder) -> dict:
     return plan
 
 
+@bulk_allocation()
 def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_SIZE, partition: int = 0) -> int:
     """Stage one partition's nested leads as raw BSON batch files (their content, as the application
     wrote it) and each lead's fingerprint and marks; returns how many leads."""
@@ -168,6 +170,7 @@ def extract_all(
     return sum(extract_step(db, run, batch_size, part) for part in plan_step(db, run, partitions, changes=changes))
 
 
+@bulk_allocation()
 def split_step(run: RunFolder, partition: int = 0) -> int:
     """Split one partition's staged leads into the tables dedupe and load take; pure but for the files."""
     plan = _plan(run)
@@ -380,6 +383,7 @@ def validate_step(run: RunFolder, *, dry_run: bool = False) -> dict:
     return run.read_result("validate")
 
 
+@bulk_allocation()
 def load_step(
     db: Database, run: RunFolder, collection: str, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> dict:
@@ -438,6 +442,7 @@ def keys_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> int:
     return written
 
 
+@bulk_allocation()
 def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
     """Mark the migrated source leads and unmark the rejected ones, from what extract found on them
     (no second read of the source), then make `migration_rejects` hold exactly this run's rejects."""
@@ -455,6 +460,7 @@ def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False, batch_size
     return run.write_result("mark", result.as_dict())
 
 
+@bulk_allocation()
 def verify_step(db: Database, run: RunFolder) -> VerifyReport:
     found = read_scope(run)
     with opened_engine(run, frames=True) as con:

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections import Counter
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import idna
 from bson.decimal128 import Decimal128
@@ -34,10 +35,10 @@ def is_blank(value) -> bool:
 
 def read_text(value, target: str, warnings: Warnings) -> str | None:
     """Trimmed text; finite numbers become their text, NaN, Infinity and objects are unreadable."""
-    if is_blank(value):
+    if value is None:
         return None
     if isinstance(value, str):
-        return value.strip()
+        return value.strip() or None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return str(value)
     warnings.unreadable(target)
@@ -59,8 +60,11 @@ def visible(text: str) -> str:
 def name_key(value) -> str | None:
     """How names compare: without case and surrounding white space, in NFKC (compatibility forms such
     as the ligature `ﬁ` or full-width letters read as their plain letters), invisible characters removed."""
-    if not isinstance(value, str):
-        return None
+    return _name_key(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=1 << 16)  # names repeat across a company's and a persona's leads; the cache stays small
+def _name_key(value: str) -> str | None:
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", _INVISIBLE.sub("", value)).casefold())
     return folded.strip() or None
 
@@ -78,11 +82,16 @@ def _normalized(value, target: str, warnings: Warnings, form, pattern: re.Patter
     text = read_text(value, target, warnings)
     if text is None:
         return None
-    normalized = form(visible(text).lower())
-    if not pattern.match(normalized):
+    normalized = _normal_form(text, form, pattern)
+    if normalized is None:
         warnings.unreadable(target)
-        return None
     return normalized
+
+
+@lru_cache(maxsize=1 << 16)  # a company's domain and website come back with each of its leads
+def _normal_form(text: str, form, pattern: re.Pattern) -> str | None:
+    normalized = form(visible(text).lower())
+    return normalized if pattern.match(normalized) else None
 
 
 def _without_scheme(url: str) -> str:
@@ -252,4 +261,6 @@ def read_object(value, target: str, warnings: Warnings) -> dict:
 
 def unknown_fields(document: dict, known: frozenset[str] | set[str]) -> dict:
     """The fields this contract does not map: they are kept under `extra`."""
+    if document.keys() <= known:  # the common case, decided in C
+        return {}
     return {k: v for k, v in document.items() if k not in known}
