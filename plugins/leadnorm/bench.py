@@ -47,9 +47,9 @@ from leadnorm.contract import (
 from leadnorm.mongo import connect
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps.extract import WITHOUT_MARKERS
+from leadnorm.steps.runplan import STEP_NAMES
 
 MARKS = (MIGRATED, MIGRATED_LEAD_ID, MIGRATED_FINGERPRINT)  # what a migration sets on a source lead
-STEPS = ("backup", "extract", "normalize", "validate", "load", "mark", "prune", "verify")
 TARGETS = {  # issue 10, on this machine at N=20,000
     "speedup_vs_naive": (">=", 10),
     "ratio_to_floor": ("<=", 1.3),
@@ -191,7 +191,7 @@ def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percen
             "floor_cpu_s": floor_cpu_s,
             "client_cpu_s": migrated.cpu_s,
             "peak_rss_mb": migrated.peak_rss_mb,
-            "steps": {name: steps.get(name, 0.0) for name in STEPS},
+            "steps": {name: steps.get(name, 0.0) for name in STEP_NAMES},
         }
         if refresh_percent:
             changed = refresh_after_change(ours, refresh_percent)
@@ -219,7 +219,7 @@ def summarize(runs: list[dict], refresh_percent: float) -> dict:
 
     leads = runs[0]["leads"]
     seconds = median("seconds")
-    steps = {name: statistics.median(run["steps"][name] for run in runs) for name in STEPS}
+    steps = {name: statistics.median(run["steps"][name] for run in runs) for name in STEP_NAMES}
     figures = {
         "leads": leads,
         "runs": len(runs),

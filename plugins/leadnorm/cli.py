@@ -210,6 +210,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     db = _database(args)
     require_source(db)
+    from leadnorm.steps import layout
     from leadnorm.steps.changes import detect_changes
     from leadnorm.steps.housekeeping import prune_backups
     from leadnorm.steps.lock import hold_lock
@@ -246,7 +247,7 @@ def _migrate(args: argparse.Namespace) -> int:
             raise
         print(summary(run, dry_run=args.dry_run))
         if args.timings_json:
-            Path(args.timings_json).write_text(json.dumps(run.read_result("timings") or {}))
+            Path(args.timings_json).write_text(json.dumps(run.read_result(layout.Results.TIMINGS) or {}))
         if report is not None and not report.ok:
             _error("verification failed: " + "; ".join(report.problems()), _kept(run))
             return 1

@@ -138,6 +138,7 @@ def generate(leads: int, seed: int, out: BinaryIO) -> None:
 
 def run(leads: int, report: Path, batch_size: int) -> None:
     """The pipeline over the stream on stdin, into nothing; its figures into `report` (JSON)."""
+    from leadnorm.steps import layout
     from leadnorm.steps.pipeline import migrate
     from leadnorm.steps.runstore import RunFolder
 
@@ -147,7 +148,7 @@ def run(leads: int, report: Path, batch_size: int) -> None:
         started = time.perf_counter()
         migrate(db, batch_size=batch_size, run=folder, skip=frozenset({"backup", "verify"}))
         seconds = time.perf_counter() - started
-        timings = folder.read_result("timings") or {}
+        timings = folder.read_result(layout.Results.TIMINGS) or {}
     usage = resource.getrusage(resource.RUSAGE_SELF)
     figures = {
         "leads": leads,

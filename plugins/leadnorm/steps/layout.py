@@ -44,3 +44,30 @@ def related(collection: str) -> str:
 def stale(collection: str) -> str:
     """The stored ids a load found no longer produced."""
     return f"load/stale-{collection}"
+
+
+class Results:
+    """The steps' results (`run.write_result`), by name: small JSON records a later step, the
+    summary or a rerun reads."""
+
+    BACKUP = "backup"  # the backup folder, kept for a rerun of the run
+    PLAN = "plan"  # partitions, whether the run reads the whole source, how many leads
+    SCOPE = "scope"  # a refresh's scope: how many leads, how many gone
+    NORMALIZE = "normalize"  # the counts and the reasons of the rejects
+    VALIDATE = "validate"  # the gate's verdict and its Data Docs
+    MARK = "mark"
+    PRUNE = "prune"
+    VERIFY = "verify"
+    TIMINGS = "timings"  # seconds per step
+
+    @staticmethod
+    def extracted(partition: int) -> str:
+        return f"extract-{partition}"
+
+    @staticmethod
+    def split(partition: int) -> str:
+        return f"split-{partition}"
+
+    @staticmethod
+    def loaded(collection: str) -> str:
+        return f"load-{collection}"

@@ -50,6 +50,7 @@ from leadnorm.steps.load import (
 from leadnorm.steps.mark import mark_migrated, write_rejects
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.prune import prune
+from leadnorm.steps.runplan import DEFAULT_BATCH_SIZE, STEPS, Resources, Settings
 from leadnorm.steps.runstore import RunFolder, staging_path
 from leadnorm.steps.scope import (
     Scope,
@@ -67,7 +68,6 @@ from leadnorm.transform.split import TABLE_KINDS, split_raw
 
 log = logging.getLogger("leadnorm")
 
-DEFAULT_BATCH_SIZE = 1000
 PARTITION_LEADS = 25_000
 BACKED_UP = [
     SOURCE_COLLECTION,
@@ -82,12 +82,12 @@ PARTITION_KEY_SCHEMA = pa.schema([("key", pa.binary())])
 
 def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) -> Path:
     """Once per run: a rerun of the run keeps its first backup, taken before any of its writes."""
-    taken = run.read_result("backup")
+    taken = run.read_result(layout.Results.BACKUP)
     if taken and Path(taken["folder"]).exists():
         return Path(taken["folder"])
     folder = backup(db, backup_dir or backups_dir(), BACKED_UP)
     log.info("backup: %s", folder)
-    run.write_result("backup", {"folder": str(folder)})
+    run.write_result(layout.Results.BACKUP, {"folder": str(folder)})
     return folder
 
 
@@ -108,7 +108,7 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
     if changes is not None and key_store_complete(db):
         found = find_scope(db, changes)
         run.write_table(layout.SCOPE, found.to_table(), found.to_table().schema)
-        run.write_result("scope", {"leads": len(found.leads), "gone": len(found.gone)})
+        run.write_result(layout.Results.SCOPE, {"leads": len(found.leads), "gone": len(found.gone)})
         log.info("refresh scope: %d source leads tied to the changes, %d gone", len(found.leads), len(found.gone))
         keys = sorted(found.leads)
         documents = len(keys)
@@ -122,12 +122,12 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
             part = keys[number * size : (number + 1) * size]
             table = pa.table({"key": pa.array(part, pa.binary())})
             run.write_table(layout.partition_keys(number), table, PARTITION_KEY_SCHEMA)
-    run.write_result("plan", {"partitions": parts, "whole_source": keys is None, "documents": documents})
+    run.write_result(layout.Results.PLAN, {"partitions": parts, "whole_source": keys is None, "documents": documents})
     return list(range(parts))
 
 
 def _plan(run: RunFolder) -> dict:
-    plan = run.read_result("plan")
+    plan = run.read_result(layout.Results.PLAN)
     if plan is None:
         raise StagingError(f"{run.root}: no plan yet; run the plan step first")
     return plan
@@ -154,7 +154,7 @@ def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_S
             yield columns.batch([lead.row() for lead in leads], MARK_KINDS)
 
     run.write_table(layout.marks(partition), staged(), columns.schema(MARK_KINDS))
-    run.write_result(f"extract-{partition}", {"documents": progress.done})
+    run.write_result(layout.Results.extracted(partition), {"documents": progress.done})
     return progress.done
 
 
@@ -174,7 +174,7 @@ def extract_all(
 def split_step(run: RunFolder, partition: int = 0) -> int:
     """Split one partition's staged leads into the tables dedupe and load take; pure but for the files."""
     plan = _plan(run)
-    extracted = run.read_result(f"extract-{partition}")
+    extracted = run.read_result(layout.Results.extracted(partition))
     if extracted is None:
         raise StagingError(f"{run.root}: partition {partition} not extracted yet; run the extract step first")
     progress = Progress(f"normalize {partition}" if plan["partitions"] > 1 else "normalize", extracted["documents"])
@@ -188,7 +188,7 @@ def split_step(run: RunFolder, partition: int = 0) -> int:
                 writers[layout.split(partition, name)].write_table(table)
             warnings.update(mentions.warnings)
             progress.advance(len(raws))
-    run.write_result(f"split-{partition}", {"warnings": dict(warnings)})
+    run.write_result(layout.Results.split(partition), {"warnings": dict(warnings)})
     return progress.done
 
 
@@ -228,7 +228,7 @@ def resolve_step(run: RunFolder, db: Database | None = None) -> dict:
     stage the nine collections in `_id` order and each lead's identity keys; returns the counts."""
     partitions = range(_plan(run)["partitions"])
     for partition in partitions:
-        if run.read_result(f"split-{partition}") is None:
+        if run.read_result(layout.Results.split(partition)) is None:
             raise StagingError(f"{run.root}: partition {partition} not split yet; run the normalize step first")
     with opened_engine(run, split=True) as con:
         dedupe.resolve_companies(con)
@@ -250,11 +250,11 @@ def resolve_step(run: RunFolder, db: Database | None = None) -> dict:
         outcomes = dict(con.execute("SELECT coalesce(reject_reason, ''), count(*) FROM outcomes GROUP BY 1").fetchall())
     warnings = Warnings()
     for partition in partitions:
-        warnings.update(run.read_result(f"split-{partition}")["warnings"])
+        warnings.update(run.read_result(layout.Results.split(partition))["warnings"])
     migrated = outcomes.pop("", 0)
     rejected = {reason: outcomes[reason] for reason in REJECT_REASONS if reason in outcomes}
     return run.write_result(
-        "normalize",
+        layout.Results.NORMALIZE,
         {
             "nested": migrated + sum(rejected.values()),
             "migrated": migrated,
@@ -360,7 +360,7 @@ def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
 
 def read_scope(run: RunFolder) -> Scope | None:
     """The run's refresh scope, or None when it covers the whole source."""
-    return Scope.from_table(run.read_table(layout.SCOPE)) if run.read_result("scope") else None
+    return Scope.from_table(run.read_table(layout.SCOPE)) if run.read_result(layout.Results.SCOPE) else None
 
 
 def validate_step(run: RunFolder, *, dry_run: bool = False) -> dict:
@@ -371,7 +371,7 @@ def validate_step(run: RunFolder, *, dry_run: bool = False) -> dict:
         result = run_gate_on_staged(con, run_name=run.root.name, dry_run=dry_run)
     log.info("%s", result.log_line())
     run.write_result(
-        "validate",
+        layout.Results.VALIDATE,
         {
             "passed": result.passed,
             "docs_index": str(result.docs_index),
@@ -380,7 +380,7 @@ def validate_step(run: RunFolder, *, dry_run: bool = False) -> dict:
         },
     )
     result.raise_if_failed()
-    return run.read_result("validate")
+    return run.read_result(layout.Results.VALIDATE)
 
 
 @bulk_allocation()
@@ -422,7 +422,7 @@ def load_step(
         result.unchanged,
         len(result.stale_ids),
     )
-    return run.write_result(f"load-{collection}", result.as_dict())
+    return run.write_result(layout.Results.loaded(collection), result.as_dict())
 
 
 def prune_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> dict:
@@ -430,7 +430,7 @@ def prune_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> dict:
     stale = {name: {ObjectId(i) for i in run.read_table(layout.stale(name))["_id"].to_pylist()} for name in COLLECTIONS}
     deleted = prune(db, stale, dry_run=dry_run)
     log.info("prune: %s", ", ".join(f"{count} {name}" for name, count in deleted.items() if count) or "nothing stale")
-    return run.write_result("prune", deleted)
+    return run.write_result(layout.Results.PRUNE, deleted)
 
 
 def keys_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> int:
@@ -457,7 +457,7 @@ def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False, batch_size
     )
     result, rejects = mark_migrated(db, outcomes, dry_run=dry_run, batch_size=batch_size)
     result = write_rejects(db, rejects, result, dry_run=dry_run, scope=read_scope(run))
-    return run.write_result("mark", result.as_dict())
+    return run.write_result(layout.Results.MARK, result.as_dict())
 
 
 @bulk_allocation()
@@ -466,7 +466,7 @@ def verify_step(db: Database, run: RunFolder) -> VerifyReport:
     with opened_engine(run, frames=True) as con:
         report = verify(db, con) if found is None else verify_scope(db, con, found)
     log.info("%s", report.render())
-    run.write_result("verify", {"ok": report.ok, "text": report.render()})
+    run.write_result(layout.Results.VERIFY, {"ok": report.ok, "text": report.render()})
     return report
 
 
@@ -482,6 +482,72 @@ def import_gate_in_background() -> None:
     threading.Thread(target=load, name="import-gate", daemon=True).start()
 
 
+# --- the actions of `leadnorm.steps.runplan.STEPS`: a step's function of the run's resources ---
+
+
+def backup_action(res: Resources, _=None) -> Path:
+    return backup_step(res.db, res.run, res.settings.backup_dir)
+
+
+def plan_action(res: Resources, _=None) -> list[int]:
+    changes = res.changes
+    if changes is None and res.settings.refresh:
+        changes = detect_changes(res.db)
+    return plan_step(res.db, res.run, res.settings.partitions, changes=changes)
+
+
+def extract_action(res: Resources, partition: int) -> int:
+    return extract_step(res.db, res.run, res.settings.batch_size, partition)
+
+
+def split_action(res: Resources, partition: int) -> int:
+    return split_step(res.run, partition)
+
+
+def resolve_action(res: Resources, _=None) -> dict:
+    return resolve_step(res.run, res.db)
+
+
+def validate_action(res: Resources, _=None) -> dict:
+    return validate_step(res.run, dry_run=res.settings.dry_run)
+
+
+def load_action(res: Resources, collection: str) -> dict:
+    return load_step(res.db, res.run, collection, dry_run=res.settings.dry_run, batch_size=res.settings.batch_size)
+
+
+def mark_action(res: Resources, _=None) -> dict:
+    dry_run = res.settings.dry_run
+    marked = mark_step(res.db, res.run, dry_run=dry_run, batch_size=res.settings.batch_size)
+    prune_step(res.db, res.run, dry_run=dry_run)
+    keys_step(res.db, res.run, dry_run=dry_run)
+    return marked
+
+
+def verify_action(res: Resources, _=None) -> VerifyReport:
+    return verify_step(res.db, res.run)
+
+
+def run_steps(res: Resources) -> dict[str, object]:
+    """Every step of the plan in this process, partitions and collections one after the other,
+    each timed and run again after a transient network error; returns each step's last result."""
+    timings: dict[str, float] = {}
+    results: dict[str, object] = {}
+    if not res.settings.skip_validation:
+        import_gate_in_background()
+    for step in STEPS:
+        if not step.runs(res.settings):
+            continue
+        started = time.perf_counter()
+        try:
+            for item in step.items(res):
+                results[step.name] = retry_transient(res.db, lambda: step.run(res, item), step.name)  # noqa: B023
+        finally:
+            timings[step.name] = time.perf_counter() - started
+            res.run.write_result(layout.Results.TIMINGS, timings)
+    return results
+
+
 def migrate(
     db: Database,
     *,
@@ -494,37 +560,18 @@ def migrate(
     changes: Changes | None = None,
     skip: frozenset[str] = frozenset(),
 ) -> tuple[RunFolder, VerifyReport | None]:
-    """The whole migration in this process: the same steps the DAG runs as tasks, partitions one
-    after the other. Given a refresh's `changes`, it works on their scope alone when it can
-    (see `plan_step`). `skip` leaves out steps by name (`bench --client-only`: backup, verify)."""
-    run = (run or RunFolder.new()).create()
-    timings: dict[str, float] = {}
-    if not skip_validation:
-        import_gate_in_background()
-
-    def step(name: str, operation):
-        """One step, timed, and run again after a transient network error (every step can be rerun)."""
-        started = time.perf_counter()
-        try:
-            return retry_transient(db, operation, name)
-        finally:
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
-            run.write_result("timings", timings)
-
-    if not dry_run and "backup" not in skip:
-        step("backup", lambda: backup_step(db, run, backup_dir))
-    step("extract", lambda: extract_all(db, run, batch_size, partitions, changes=changes))
-    step("normalize", lambda: normalize_step(run, db))
-    if not skip_validation:
-        step("validate", lambda: validate_step(run, dry_run=dry_run))
-    for name in COLLECTIONS:
-        step("load", lambda name=name: load_step(db, run, name, dry_run=dry_run, batch_size=batch_size))
-    step("mark", lambda: mark_step(db, run, dry_run=dry_run, batch_size=batch_size))
-    step("prune", lambda: prune_step(db, run, dry_run=dry_run))
-    step("prune", lambda: keys_step(db, run, dry_run=dry_run))
-    if dry_run or "verify" in skip:
-        return run, None
-    return run, step("verify", lambda: verify_step(db, run))
+    """The whole migration in this process: the steps the DAG runs as tasks. Given a refresh's
+    `changes`, it works on their scope alone when it can (see `plan_step`)."""
+    settings = Settings(
+        batch_size=batch_size,
+        partitions=partitions,
+        dry_run=dry_run,
+        skip_validation=skip_validation,
+        backup_dir=backup_dir,
+        skip=skip,
+    )
+    res = Resources(db, (run or RunFolder.new()).create(), settings, changes)
+    return res.run, run_steps(res).get("verify")
 
 
 def refresh(db: Database, **options) -> tuple[Changes, RunFolder | None, VerifyReport | None]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from leadnorm.config import reports_dir
 from leadnorm.schema import COLLECTIONS
+from leadnorm.steps import layout
 from leadnorm.steps.runstore import RunFolder
 
 
@@ -14,8 +15,8 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
     Any step may be missing (the run failed before it): the table shows what there is."""
     head = "DRY RUN: nothing written; the counts are what a run would write" if dry_run else "migration summary"
     lines = [head]
-    normalized = run.read_result("normalize") or {}
-    loads = {name: run.read_result(f"load-{name}") for name in COLLECTIONS}
+    normalized = run.read_result(layout.Results.NORMALIZE) or {}
+    loads = {name: run.read_result(layout.Results.loaded(name)) for name in COLLECTIONS}
     if any(loads.values()):
         lines.append(f"{'collection':<24}{'rows':>9}{'written':>9}{'inserted':>10}{'replaced':>10}{'unchanged':>11}")
         for name, r in loads.items():
@@ -30,33 +31,33 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
             f"nested leads {normalized['nested']}: migrated {normalized['migrated']}, rejected {normalized['rejected']}"
         )
         lines += [f"  rejected: {count} x {reason}" for reason, count in normalized["reject_reasons"].items()]
-    mark = run.read_result("mark")
+    mark = run.read_result(layout.Results.MARK)
     if mark:
         lines.append(
             f"source leads marked _migrated: {mark['marked']} now, {mark['already_marked']} before; "
             f"migration_rejects: {mark['rejects_written']} written, {mark['rejects_removed']} removed; "
             f"{mark['unmarked']} rejected leads unmarked"
         )
-    pruned = run.read_result("prune")
+    pruned = run.read_result(layout.Results.PRUNE)
     if pruned:
         gone = ", ".join(f"{count} {name}" for name, count in pruned.items() if count)
         lines.append(f"deleted as no longer produced by the source: {gone or 'nothing'}")
     if normalized.get("warnings"):
         lines.append("unreadable values (given their default), per field:")
         lines += [f"  {name:<40}{count:>8}" for name, count in normalized["warnings"].items()]
-    gate = run.read_result("validate")
+    gate = run.read_result(layout.Results.VALIDATE)
     if gate:
         failed = [("critical", f) for f in gate["failures"]] + [("warning", f) for f in gate["warnings"]]
         lines.append(f"quality gate: {'passed' if gate['passed'] else 'FAILED'}, {len(gate['warnings'])} warning(s)")
         lines += [f"  {level:<9}{_finding(f)}" for level, f in failed]
         lines.append(f"data docs: {gate['docs_index']}")
-    timings = run.read_result("timings")
+    timings = run.read_result(layout.Results.TIMINGS)
     if timings:
         lines.append("seconds per step: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
-    backed_up = run.read_result("backup")
+    backed_up = run.read_result(layout.Results.BACKUP)
     if backed_up:
         lines.append(f"backup: {backed_up['folder']}")
-    verified = run.read_result("verify")
+    verified = run.read_result(layout.Results.VERIFY)
     if verified:
         lines.append(verified["text"])
     return "\n".join(lines)
