@@ -49,6 +49,11 @@ def test_migration_and_refresh_shape(dagbag, dag_id):
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
     assert dag.get_task("unlock").is_teardown
+    from leadnorm.steps.runplan import STEPS
+
+    for step in STEPS:  # the plan `migrate` runs, one task per step
+        assert dag.get_task(step.name).retries == step.retries, step.name
+        assert dag.get_task(step.name).is_mapped == (step.over is not None), step.name
     assert set(dag.params.keys()) == {"dry_run", "batch_size", "partitions"}
 
 
