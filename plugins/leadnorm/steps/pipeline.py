@@ -158,18 +158,6 @@ def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_S
     return progress.done
 
 
-def extract_all(
-    db: Database,
-    run: RunFolder,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    partitions: int = 1,
-    *,
-    changes: Changes | None = None,
-) -> int:
-    """Plan, then extract every partition in this process; returns how many leads."""
-    return sum(extract_step(db, run, batch_size, part) for part in plan_step(db, run, partitions, changes=changes))
-
-
 @bulk_allocation()
 def split_step(run: RunFolder, partition: int = 0) -> int:
     """Split one partition's staged leads into the tables dedupe and load take; pure but for the files."""
@@ -177,7 +165,7 @@ def split_step(run: RunFolder, partition: int = 0) -> int:
     extracted = run.read_result(layout.Results.extracted(partition))
     if extracted is None:
         raise StagingError(f"{run.root}: partition {partition} not extracted yet; run the extract step first")
-    progress = Progress(f"normalize {partition}" if plan["partitions"] > 1 else "normalize", extracted["documents"])
+    progress = Progress(f"split {partition}" if plan["partitions"] > 1 else "split", extracted["documents"])
     warnings = Warnings()
     schemas = {layout.split(partition, name): columns.schema(kinds) for name, kinds in TABLE_KINDS.items()}
     with run.table_writers(schemas) as writers:
@@ -229,7 +217,7 @@ def resolve_step(run: RunFolder, db: Database | None = None) -> dict:
     partitions = range(_plan(run)["partitions"])
     for partition in partitions:
         if run.read_result(layout.Results.split(partition)) is None:
-            raise StagingError(f"{run.root}: partition {partition} not split yet; run the normalize step first")
+            raise StagingError(f"{run.root}: partition {partition} not split yet; run the split step first")
     with opened_engine(run, split=True) as con:
         dedupe.resolve_companies(con)
         dedupe.resolve_personas(con)
@@ -349,13 +337,6 @@ def _stage_scope_references(con: duckdb.DuckDBPyConnection, db: Database, run: R
         occupied += [{"reference": column, "id": entity} for entity in occupied_outside(db, found, column, fresh)]
     con.register("occupied", columns.table(occupied, {"reference": "text", "id": "oid"}))
     return bool(refs or occupied)
-
-
-def normalize_step(run: RunFolder, db: Database | None = None) -> dict:
-    """Split every partition, then resolve them together: what the DAG runs as two tasks."""
-    for partition in range(_plan(run)["partitions"]):
-        split_step(run, partition)
-    return resolve_step(run, db)
 
 
 def read_scope(run: RunFolder) -> Scope | None:
@@ -591,8 +572,7 @@ def verify_database(db: Database, batch_size: int = DEFAULT_BATCH_SIZE, run: Run
     folder removed. Writes nothing to the database."""
     run = (run or RunFolder.new(command="verify")).create(command="verify")
     try:
-        extract_all(db, run, batch_size)
-        normalize_step(run, db)
-        return verify_step(db, run)
+        settings = Settings(batch_size=batch_size, skip_validation=True, skip=frozenset({"backup", "load", "mark"}))
+        return run_steps(Resources(db, run, settings))["verify"]
     finally:
         run.remove()
