@@ -57,9 +57,20 @@ def test_migration_and_refresh_shape(dagbag, dag_id):
     assert set(dag.params.keys()) == {"dry_run", "batch_size", "partitions"}
 
 
-def test_refresh_runs_on_a_schedule_without_catchup(dagbag):
+def test_refresh_runs_when_nested_leads_change_and_hourly_without_catchup(dagbag):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from leadnorm.triggers import NestedLeadsChanged
+
     dag = dagbag.dags["leads_refresh"]
-    assert dag.schedule == "@hourly" and not dag.catchup
+    assert isinstance(dag.timetable, AssetOrTimeSchedule) and not dag.catchup
+    assert dag.timetable.timetable.expression == "0 * * * *"
+    (watched,) = dag.timetable.asset_condition.objects
+    assert watched.uri.endswith("/leads?documents=nested")
+    (watcher,) = watched.watchers
+    assert isinstance(watcher.trigger, NestedLeadsChanged)
+    outlets = {asset.uri for asset in dag.get_task("verify").outlets}
+    assert watched.uri not in outlets  # the refresh never schedules itself
 
 
 def test_every_collection_is_an_outlet_of_migration_and_refresh(dagbag):

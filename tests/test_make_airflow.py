@@ -65,6 +65,8 @@ def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
                 break
             time.sleep(2)
         assert state == "success", (tmp_path / "make-airflow.log").read_text()[-3000:]
+
+        refresh_follows_a_change_within_90_seconds(api, env, tmp_path)
     finally:
         stopped = subprocess.run(["make", "-s", "airflow-stop"], cwd=ROOT, env=env, capture_output=True, text=True)
         make.wait(timeout=60)
@@ -75,3 +77,46 @@ def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
     assert pgid is not None and not group_alive(pgid), "a process make airflow started is still running"
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/api/v2/monitor/health", timeout=2)
+
+
+def refresh_follows_a_change_within_90_seconds(api: httpx.Client, env: dict, tmp_path) -> None:
+    """On a migrated database, with leads_refresh unpaused: a nested lead inserted and another's
+    email changed show in the normalized collections within 90 s, by an asset-triggered run."""
+    from leadnorm.contract import NESTED_LEAD
+    from leadnorm.devtools.seed import generate_leads
+    from leadnorm.mongo import connect
+    from leadnorm.steps.pipeline import migrate
+    from leadnorm.steps.runstore import RunFolder
+    from leadnorm.transform.ids import lead_id
+
+    uri = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-m", "leadnorm", "mongo", "start"], env=env, capture_output=True, text=True
+    ).stdout.strip()
+    db = connect(uri, "jazon_ai_sdr")
+    leads = list(generate_leads(41, seed=37))
+    db.leads.insert_many(leads[:40])
+    migrate(db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "run"))
+    assert api.patch("/api/v2/dags/leads_refresh", json={"is_paused": False}).is_success
+    time.sleep(15)  # the triggerer starts the watcher of the DAG it now schedules
+    for _ in range(60):  # unpaused, the DAG runs its latest hourly slot: let it end first
+        before = api.get("/api/v2/dags/leads_refresh/dagRuns").json()["dag_runs"]
+        if all(r["state"] in ("success", "failed") for r in before):
+            break
+        time.sleep(2)
+    changed = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "lead_input.email": {"$type": "string"}})
+    started = time.monotonic()
+    db.leads.insert_one(leads[40])
+    db.leads.update_one({"_id": changed["_id"]}, {"$set": {"lead_input.email": "moved@follow.example"}})
+    while time.monotonic() - started < 90:
+        inserted = db.leads.find_one({"_id": lead_id(leads[40]["_id"])})
+        updated = db.leads.find_one({"_id": lead_id(changed["_id"])}, {"email": 1})
+        if inserted is not None and updated["email"] == "moved@follow.example":
+            break
+        time.sleep(2)
+    else:
+        raise AssertionError("no refresh within 90 s: " + (tmp_path / "make-airflow.log").read_text()[-3000:])
+    runs = api.get("/api/v2/dags/leads_refresh/dagRuns").json()["dag_runs"]
+    after = [r for r in runs if r["dag_run_id"] not in {b["dag_run_id"] for b in before}]
+    assert [r["run_type"] for r in after] == ["asset_triggered"], runs
+    db.client.close()
+

@@ -18,7 +18,7 @@ from leadnorm.source import content
 from leadnorm.steps.changes import detect_changes
 from leadnorm.steps.pipeline import migrate, refresh
 from leadnorm.steps.runstore import RunFolder
-from leadnorm.steps.scope import key_store_complete, set_key_store_complete
+from leadnorm.steps.runstate import key_store_complete, set_key_store_complete
 
 ENTITY_REFERENCES = {"companies": "company_id", "personas": "persona_id"}
 

@@ -41,9 +41,28 @@ WRITE_COUNTS = ("inserted", "replaced", "deleted")  # what a load result may rep
 
 def collection_assets(conn_uri: str | None = None) -> dict[str, Asset]:
     """One Asset per normalized collection, in load order; `conn_uri` overrides the environment."""
-    conn = conn_uri or os.environ.get(CONN_ENV) or os.environ.get(FALLBACK_ENV) or FALLBACK_URI
-    host, port, database = _location(conn)
+    host, port, database = _location(_connection(conn_uri))
     return {name: create_asset(host=host, port=port, database=database, collection=name) for name in COLLECTION_NAMES}
+
+
+def nested_leads_asset(conn_uri: str | None = None) -> Asset:
+    """The nested leads the application writes, as one Asset apart from the normalized `leads`
+    (the same collection, but the refresh writes that one: a DAG scheduled on it would schedule
+    itself), watched by `leadnorm.triggers.NestedLeadsChanged`."""
+    from airflow.sdk import Asset, AssetWatcher
+
+    from leadnorm.triggers import NestedLeadsChanged
+
+    host, port, database = _location(_connection(conn_uri))
+    return Asset(
+        name=f"{database}.{SOURCE_COLLECTION} (nested leads)",
+        uri=f"mongodb://{host}:{port}/{database}/{SOURCE_COLLECTION}?documents=nested",
+        watchers=[AssetWatcher(name="nested_leads_changed", trigger=NestedLeadsChanged())],
+    )
+
+
+def _connection(conn_uri: str | None) -> str:
+    return conn_uri or os.environ.get(CONN_ENV) or os.environ.get(FALLBACK_ENV) or FALLBACK_URI
 
 
 def _location(conn: str) -> tuple[str, int, str]:

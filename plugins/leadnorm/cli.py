@@ -215,6 +215,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from leadnorm.steps.housekeeping import prune_backups
     from leadnorm.steps.lock import hold_lock
     from leadnorm.steps.pipeline import migrate  # pandas & co: only once the server answers
+    from leadnorm.steps.runstate import advance_position
     from leadnorm.steps.runstore import RunFolder
     from leadnorm.steps.summary import summary
 
@@ -225,6 +226,8 @@ def _migrate(args: argparse.Namespace) -> int:
             changes = detect_changes(db)
             print(changes.render())
             if not changes.any:
+                if not args.dry_run:
+                    advance_position(db, changes.position)
                 print("refresh: nothing changed, nothing written")
                 if args.timings_json:
                     Path(args.timings_json).write_text("{}")

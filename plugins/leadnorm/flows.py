@@ -43,7 +43,7 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
     """Wire the tasks of a `kind` ("migrate" or "refresh") run into the DAG being defined."""
 
     @task(retries=2)
-    def lock(dag_run=None) -> dict | None:
+    def lock(dag_run=None, params=None) -> dict | None:
         """Take the database's lock for the whole run. A refresh first looks whether anything
         changed: with nothing changed, or a manual run holding the lock, it skips the run."""
         from airflow.sdk.exceptions import AirflowSkipException
@@ -64,9 +64,12 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         if kind == "refresh":
             from leadnorm.steps.changes import detect_changes
             from leadnorm.steps.lock import release
+            from leadnorm.steps.runstate import advance_position
 
             changes = detect_changes(db)
             if not changes.any:
+                if not params["dry_run"]:
+                    advance_position(db, changes.position)
                 release(db, held)
                 raise AirflowSkipException(f"{changes.render()}: nothing to write")
         return held.to_dict()

@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 import bson
 from bson.raw_bson import RawBSONDocument
+from pymongo.errors import OperationFailure
 
 from leadnorm.contract import SOURCE_COLLECTION
 from leadnorm.mongo import CODEC_OPTIONS
@@ -85,6 +86,9 @@ class NullCollection:
 
     def aggregate(self, *_args, **_options):
         return iter(())
+
+    def watch(self, *_args, **_options):
+        raise OperationFailure("no change streams: the null device is no replica set", code=40573)
 
     # --- writes: encoded as pymongo encodes them, then dropped ----------------------------
 

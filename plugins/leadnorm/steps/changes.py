@@ -5,10 +5,15 @@ Each migrated source lead carries the fingerprint of the content it was migrated
 refresh fingerprints the source as it is now (its raw BSON, the migration's markers left
 out, never decoded) and compares: a lead is new, changed, or gone. Applications forget to
 bump `updated_at`; they cannot change a byte without changing the fingerprint.
+
+Which leads it fingerprints: where the last run recorded the change stream's position and
+the key store trusts it (`leadnorm.steps.feed`), only those the stream names since; else every
+nested lead (the first run, a run that died, a rollback, a server without change streams).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pymongo.database import Database
@@ -21,53 +26,110 @@ from leadnorm.contract import (
     SOURCE_COLLECTION,
     legacy_key,
 )
-from leadnorm.source import fingerprint
-from leadnorm.steps.extract import nested_source_leads
+from leadnorm.mongo import in_chunks, source_id
+from leadnorm.source import SourceLead, fingerprint
+from leadnorm.steps.extract import nested_source_leads, source_batches_of
+from leadnorm.steps.feed import FeedUnavailable, current_position, read_feed
+from leadnorm.steps.runstate import trusted_position
+
+CHANGE_STREAM = "change stream"
+SCAN = "fingerprint scan"
 
 
 @dataclass(frozen=True)
 class Changes:
-    """Source leads by `legacy_key`."""
+    """Source leads by `legacy_key`, and how they were found."""
 
     new: frozenset[bytes]  # nested leads never migrated nor rejected
     changed: frozenset[bytes]  # content differs from what was migrated or rejected
     gone: frozenset[bytes]  # normalized leads or rejects whose source was deleted (not by cleanup)
-    unchanged: int
+    looked_at: int  # nested leads fingerprinted: every one for a scan, those the stream named
+    detection: str = SCAN  # CHANGE_STREAM, or SCAN with its reason
+    position: dict | None = None  # the change stream's position before the source was read
 
     @property
     def any(self) -> bool:
         return bool(self.new or self.changed or self.gone)
 
+    @property
+    def by_stream(self) -> bool:
+        return self.detection == CHANGE_STREAM
+
     def render(self) -> str:
-        return (
-            f"source changes: {len(self.new)} new, {len(self.changed)} changed, {len(self.gone)} gone, "
-            f"{self.unchanged} unchanged"
-        )
-
-
-def current_fingerprints(db: Database, batch_size: int = 2000) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
-    """legacy_key -> fingerprint of every nested lead's content as it is now (raw bytes, nothing
-    decoded but `_id` and the markers), and legacy_key -> the fingerprint its marks record."""
-    now, recorded = {}, {}
-    for lead in nested_source_leads(db, batch_size):
-        key = legacy_key(lead.source_id)
-        now[key] = fingerprint(lead.content)
-        if lead.migrated:
-            recorded[key] = lead.marks[MIGRATED_FINGERPRINT]
-    return now, recorded
+        counts = f"source changes: {len(self.new)} new, {len(self.changed)} changed, {len(self.gone)} gone"
+        if self.by_stream:
+            return f"{counts} (change stream: {self.looked_at} nested leads named since the last run)"
+        return f"{counts}, {self.looked_at - len(self.new) - len(self.changed)} unchanged ({self.detection})"
 
 
 def detect_changes(db: Database) -> Changes:
-    """Compare the source's fingerprints with those recorded by the last migration or refresh."""
-    now, recorded = current_fingerprints(db)
-    for doc in db[REJECTS_COLLECTION].find({}, {"fingerprint": 1}):
-        recorded.setdefault(legacy_key(doc["_id"]), doc.get("fingerprint"))
-    cleaned = {legacy_key(doc["_id"]) for doc in db[CLEANED_COLLECTION].find({}, {"_id": 1})}
-    normalized = {
-        legacy_key(doc["legacy_lead_id"]) for doc in db[SOURCE_COLLECTION].find(NORMALIZED_LEAD, {"legacy_lead_id": 1})
-    }
-    rejected = {legacy_key(doc["_id"]) for doc in db[REJECTS_COLLECTION].find({}, {"_id": 1})}
+    """What changed since the last run: from the change stream after the position the last run
+    recorded (`leadnorm.steps.runstate`) when it can say, else by a scan."""
+    position = trusted_position(db)
+    if position is not None:
+        try:
+            read = read_feed(db, position)
+        except FeedUnavailable as why:
+            reason = str(why)
+        else:
+            return _compare(
+                db, _looked_at(db, read.keys), read.keys, detection=CHANGE_STREAM, position=read.position
+            )
+    else:
+        reason = "no trusted position of the change stream recorded"
+    start = current_position(db)  # before the scan reads: a change while it reads comes after
+    looked_at = _looked_at(db, None)
+    return _compare(db, looked_at, None, detection=f"{SCAN}: {reason}", position=start)
+
+
+def _looked_at(db: Database, keys: Iterable[bytes] | None) -> dict[bytes, SourceLead]:
+    """The nested leads as they are now: those of `keys`, or all of them."""
+    if keys is None:
+        return {legacy_key(lead.source_id): lead for lead in nested_source_leads(db)}
+    return {legacy_key(lead.source_id): lead for batch in source_batches_of(db, sorted(keys), 2000) for lead in batch}
+
+
+def _compare(
+    db: Database, leads: dict[bytes, SourceLead], named: frozenset[bytes] | None, *, detection: str, position
+) -> Changes:
+    """New, changed and gone among the leads `named` (None: all), from what each one's marks and
+    `migration_rejects` recorded."""
+    now = {key: fingerprint(lead.content) for key, lead in leads.items()}
+    recorded = {key: lead.marks[MIGRATED_FINGERPRINT] for key, lead in leads.items() if lead.migrated}
+    rejects, cleaned, normalized = _recorded(db, named)
+    for key, reject_fingerprint in rejects.items():
+        recorded.setdefault(key, reject_fingerprint)
     new = now.keys() - recorded.keys()
     changed = {key for key in now.keys() & recorded.keys() if now[key] != recorded[key]}
-    gone = (normalized | rejected) - now.keys() - cleaned
-    return Changes(frozenset(new), frozenset(changed), frozenset(gone), len(now) - len(new) - len(changed))
+    gone = (normalized | rejects.keys()) - now.keys() - cleaned
+    return Changes(
+        frozenset(new),
+        frozenset(changed),
+        frozenset(gone),
+        len(now),
+        detection,
+        position,
+    )
+
+
+def _recorded(db: Database, named: frozenset[bytes] | None) -> tuple[dict[bytes, bytes], set[bytes], set[bytes]]:
+    """What the last runs recorded of the leads `named` (None: all): the rejects' fingerprints, the
+    leads cleanup deleted, the source ids of the normalized leads."""
+    if named is None:
+        filters = [{}]
+    else:
+        filters = [{"_id": {"$in": [source_id(key) for key in part]}} for part in in_chunks(named)]
+    rejects, cleaned, normalized = {}, set(), set()
+    for query in filters:
+        for doc in db[REJECTS_COLLECTION].find(query, {"fingerprint": 1}):
+            rejects[legacy_key(doc["_id"])] = doc.get("fingerprint")
+        cleaned |= {legacy_key(doc["_id"]) for doc in db[CLEANED_COLLECTION].find(query, {"_id": 1})}
+        lead_query = {**NORMALIZED_LEAD, "legacy_lead_id": {"$exists": True, **query.get("_id", {})}}
+        normalized |= {
+            legacy_key(doc["legacy_lead_id"]) for doc in db[SOURCE_COLLECTION].find(lead_query, {"legacy_lead_id": 1})
+        }
+    if named is not None:  # `$in` matches 42 and 42.0 alike: keep the type-exact ones
+        rejects = {key: value for key, value in rejects.items() if key in named}
+        cleaned &= named
+        normalized &= named
+    return rejects, cleaned, normalized

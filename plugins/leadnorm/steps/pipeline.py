@@ -40,6 +40,7 @@ from leadnorm.steps import extract, layout
 from leadnorm.steps.allocation import bulk_allocation
 from leadnorm.steps.backup import backup
 from leadnorm.steps.changes import Changes, detect_changes
+from leadnorm.steps.feed import current_position
 from leadnorm.steps.load import (
     build_indexes_after_load,
     ensure_indexes,
@@ -55,12 +56,11 @@ from leadnorm.steps.runstore import RunFolder, staging_path
 from leadnorm.steps.scope import (
     Scope,
     find_scope,
-    key_store_complete,
     occupied_outside,
     save_lead_keys,
-    set_key_store_complete,
     stored_for,
 )
+from leadnorm.steps.runstate import advance_position, key_store_complete, set_key_store_complete
 from leadnorm.steps.verify import VerifyReport, verify, verify_scope
 from leadnorm.transform import columns, dedupe, engine
 from leadnorm.transform.clean import Warnings
@@ -102,8 +102,10 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
     A refresh given its `changes` reads its scope (`leadnorm.steps.scope`) when the key store
     is complete; otherwise the run reads the whole source. `partitions` 0 picks from the size.
     More than one partition splits the source by `_id` ranges, staged as the ids they hold
-    (type-exact, and fixed for the run however the source changes meanwhile)."""
+    (type-exact, and fixed for the run however the source changes meanwhile). Records where the
+    source's change stream stands before anything is read: the next refresh reads on from there."""
     keys = None
+    position = changes.position if changes is not None else current_position(db)
     documents = extract.count_nested_leads(db)
     if changes is not None and key_store_complete(db):
         found = find_scope(db, changes)
@@ -122,7 +124,10 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
             part = keys[number * size : (number + 1) * size]
             table = pa.table({"key": pa.array(part, pa.binary())})
             run.write_table(layout.partition_keys(number), table, PARTITION_KEY_SCHEMA)
-    run.write_result(layout.Results.PLAN, {"partitions": parts, "whole_source": keys is None, "documents": documents})
+    run.write_result(
+        layout.Results.PLAN,
+        {"partitions": parts, "whole_source": keys is None, "documents": documents, "position": position},
+    )
     return list(range(parts))
 
 
@@ -415,11 +420,12 @@ def prune_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> dict:
 
 
 def keys_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> int:
-    """The run's last write: record its leads' identity keys, then call the key store complete,
-    so the next refresh can work on its scope alone."""
+    """The run's last write: record its leads' identity keys, then call the key store complete with
+    the change stream's position the run started from, so the next refresh can work on its scope
+    alone and read the changes since."""
     written = save_lead_keys(db, run.table_batches(layout.LEAD_KEYS), read_scope(run), dry_run=dry_run)
     if not dry_run:
-        set_key_store_complete(db, True)
+        set_key_store_complete(db, True, _plan(run).get("position"))
     return written
 
 
@@ -561,6 +567,8 @@ def refresh(db: Database, **options) -> tuple[Changes, RunFolder | None, VerifyR
     changes = detect_changes(db)
     log.info("%s", changes.render())
     if not changes.any:
+        if not options.get("dry_run"):
+            advance_position(db, changes.position)
         return changes, None, None
     run, report = migrate(db, changes=changes, **options)
     return changes, run, report

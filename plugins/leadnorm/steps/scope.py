@@ -35,10 +35,10 @@ from leadnorm.contract import (
 from leadnorm.mongo import in_chunks, source_id
 from leadnorm.steps.changes import Changes
 from leadnorm.steps.extract import WITHOUT_MARKERS, source_frame
+from leadnorm.steps.runstate import STATE_ID
 from leadnorm.transform.keys import lead_keys
 from leadnorm.transform.split import split_batch
 
-STATE_ID = "state"  # the key store's own document: {_id: "state", complete: bool}
 
 
 def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict | None = None, **extra) -> Iterator:
@@ -100,16 +100,6 @@ class Scope:
 
 
 # --- the key store ------------------------------------------------------------------------
-
-
-def key_store_complete(db: Database) -> bool:
-    state = db[KEYS_COLLECTION].find_one({"_id": STATE_ID})
-    return bool(state and state.get("complete"))
-
-
-def set_key_store_complete(db: Database, complete: bool) -> None:
-    """Incomplete from a run's first write until its last: a run that dies leaves it incomplete."""
-    db[KEYS_COLLECTION].update_one({"_id": STATE_ID}, {"$set": {"complete": complete}}, upsert=True)
 
 
 def save_lead_keys(db: Database, keys: Iterable[pa.RecordBatch], scope: Scope | None, *, dry_run: bool = False) -> int:
