@@ -119,4 +119,3 @@ def refresh_follows_a_change_within_90_seconds(api: httpx.Client, env: dict, tmp
     after = [r for r in runs if r["dag_run_id"] not in {b["dag_run_id"] for b in before}]
     assert [r["run_type"] for r in after] == ["asset_triggered"], runs
     db.client.close()
-

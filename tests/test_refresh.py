@@ -17,8 +17,8 @@ from leadnorm.schema import COLLECTIONS
 from leadnorm.source import content
 from leadnorm.steps.changes import detect_changes
 from leadnorm.steps.pipeline import migrate, refresh
-from leadnorm.steps.runstore import RunFolder
 from leadnorm.steps.runstate import key_store_complete, set_key_store_complete
+from leadnorm.steps.runstore import RunFolder
 
 ENTITY_REFERENCES = {"companies": "company_id", "personas": "persona_id"}
 

@@ -55,8 +55,8 @@ class NestedLeadsChanged(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from asgiref.sync import sync_to_async
         from airflow.providers.mongo.hooks.mongo import MongoHook
+        from asgiref.sync import sync_to_async
         from pymongo import AsyncMongoClient
 
         hook = await sync_to_async(MongoHook)(mongo_conn_id=self.conn_id)  # the connection, read off the loop
@@ -82,9 +82,7 @@ async def watch_nested_leads(db, quiet_s: float, max_wait_s: float, log) -> dict
         stream = await db[SOURCE_COLLECTION].watch(PIPELINE, resume_after=position, max_await_time_ms=AWAIT_MS)
     except OperationFailure as exc:
         if position is None:
-            log.warning(
-                "no change stream on this server (%s): leads_refresh runs on its time schedule alone", exc.code
-            )
+            log.warning("no change stream on this server (%s): leads_refresh runs on its time schedule alone", exc.code)
             return None
         log.warning("the stored change stream position is gone (%s): firing once, then reading from now", exc.code)
         await _store_position(db, None)

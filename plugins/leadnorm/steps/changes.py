@@ -72,9 +72,7 @@ def detect_changes(db: Database) -> Changes:
         except FeedUnavailable as why:
             reason = str(why)
         else:
-            return _compare(
-                db, _looked_at(db, read.keys), read.keys, detection=CHANGE_STREAM, position=read.position
-            )
+            return _compare(db, _looked_at(db, read.keys), read.keys, detection=CHANGE_STREAM, position=read.position)
     else:
         reason = "no trusted position of the change stream recorded"
     start = current_position(db)  # before the scan reads: a change while it reads comes after

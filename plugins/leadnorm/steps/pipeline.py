@@ -52,6 +52,7 @@ from leadnorm.steps.mark import mark_migrated, write_rejects
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.prune import prune
 from leadnorm.steps.runplan import DEFAULT_BATCH_SIZE, STEPS, Resources, Settings
+from leadnorm.steps.runstate import advance_position, key_store_complete, set_key_store_complete
 from leadnorm.steps.runstore import RunFolder, staging_path
 from leadnorm.steps.scope import (
     Scope,
@@ -60,7 +61,6 @@ from leadnorm.steps.scope import (
     save_lead_keys,
     stored_for,
 )
-from leadnorm.steps.runstate import advance_position, key_store_complete, set_key_store_complete
 from leadnorm.steps.verify import VerifyReport, verify, verify_scope
 from leadnorm.transform import columns, dedupe, engine
 from leadnorm.transform.clean import Warnings

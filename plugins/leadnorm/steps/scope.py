@@ -40,7 +40,6 @@ from leadnorm.transform.keys import lead_keys
 from leadnorm.transform.split import split_batch
 
 
-
 def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict | None = None, **extra) -> Iterator:
     """Documents whose `field` holds one of the source ids `keys`, type-exact: `$in` matches 42
     and 42.0 alike, `legacy_key` does not."""
