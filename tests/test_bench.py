@@ -72,6 +72,7 @@ def test_bench_prints_one_json_line_with_the_figures(mongo_uri, tmp_path):
     assert figures["naive_round_trips_per_lead"] > 5 and figures["rtt_ms"] > 0
     assert set(figures["steps"]) == set(STEP_NAMES)  # every step ran and was timed
     assert figures["refresh_changed"] == 6 and 0 < figures["refresh_vs_migrate"]
+    assert figures["refresh_detection"] == "change stream"  # the migration recorded its position
     assert "speedup_vs_naive" in (tmp_path / "bench.md").read_text()
 
 
