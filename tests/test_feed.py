@@ -9,7 +9,7 @@ import pytest
 from leadnorm.contract import KEYS_COLLECTION, NESTED_LEAD, legacy_key
 from leadnorm.devtools.seed import generate_leads
 from leadnorm.steps.changes import CHANGE_STREAM, SCAN, detect_changes
-from leadnorm.steps.feed import current_position, is_own_mark, read_feed
+from leadnorm.steps.feed import FeedUnavailable, current_position, is_own_mark, read_feed
 from leadnorm.steps.pipeline import migrate, refresh
 from leadnorm.steps.rollback import latest_backup, rollback
 from leadnorm.steps.runstate import STATE_ID, set_key_store_complete, trusted_position
@@ -19,6 +19,14 @@ from leadnorm.transform.ids import lead_id
 
 def run(db, tmp_path, name, fn=migrate):
     return fn(db, backup_dir=tmp_path / "backups", skip_validation=True, run=RunFolder(tmp_path / name))
+
+
+def test_stream_detection_can_be_turned_off(migrated, monkeypatch):
+    db, _ = migrated
+    monkeypatch.setenv("LEADNORM_CHANGE_STREAM", "0")
+    changes = detect_changes(db)
+    assert changes.detection.startswith(SCAN) and "LEADNORM_CHANGE_STREAM" in changes.detection
+    assert changes.looked_at == 120
 
 
 @pytest.fixture
@@ -104,6 +112,26 @@ def test_a_died_run_a_lost_position_and_a_rollback_fall_back_to_the_scan(migrate
     rollback(db, latest_backup(tmp_path / "backups", db.name))
     undone = detect_changes(db)
     assert undone.detection.startswith(SCAN) and len(undone.new) == 1  # the store went with the rollback
+
+
+def test_a_read_goes_on_past_empty_batches_to_its_own_mark(migrated):
+    """The server examines a bounded part of the oplog per read: writes its pipeline filters out
+    give empty batches long before the end, and an empty batch is no proof of having caught up."""
+    db, rest = migrated
+    position = current_position(db)
+    db.leads.insert_many([{"_id": f"unrelated-{n}", "note": "no nested lead"} for n in range(1500)])
+    db.leads.insert_many(rest[:1])
+    read = read_feed(db, position)
+    assert read.keys == {legacy_key(rest[0]["_id"])} and read.events == 1
+    assert read_feed(db, read.position).keys == frozenset()  # caught up: the next read starts after it
+
+
+def test_a_read_that_cannot_catch_up_in_time_gives_up_the_stream(migrated):
+    db, _ = migrated
+    position = current_position(db)
+    db.leads.insert_many([{"_id": f"unrelated-{n}", "note": "no nested lead"} for n in range(1500)])
+    with pytest.raises(FeedUnavailable, match="did not catch up within 0 s"):
+        read_feed(db, position, catch_up_s=0)
 
 
 def test_more_changes_than_a_lookup_is_worth_give_up_the_stream(migrated):

@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient
 
 from leadnorm.contract import FEED_COLLECTION, NESTED_LEAD
 from leadnorm.devtools.seed import generate_leads
+from leadnorm.steps.changes import detect_changes
 from leadnorm.steps.pipeline import migrate, refresh
 from leadnorm.steps.runstore import RunFolder
 from leadnorm.triggers import WATCHER_ID, NestedLeadsChanged, watch_nested_leads
@@ -60,6 +61,7 @@ def test_the_pipelines_own_writes_do_not_fire_it(migrated, mongo_uri, tmp_path):
     refresh(db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "r"))
     db[FEED_COLLECTION].delete_many({})  # read from where the refresh started: after the inserts, its writes only
     assert watch(mongo_uri, db.name) is None
+    assert watch(mongo_uri, db.name, write=lambda: detect_changes(db)) is None  # a refresh's read mark
 
 
 @pytest.mark.parametrize("change", ["insert", "update", "delete"])

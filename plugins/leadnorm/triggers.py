@@ -1,10 +1,11 @@
 """The trigger of the nested leads' AssetWatcher: `leads_refresh` runs within a minute of a change.
 
 It runs in the triggerer (async: pymongo's async client on the `mongo_default` connection) and
-reads the source collection's change stream through the pipeline a refresh reads
-(`leadnorm.steps.feed`). It fires once nested leads changed and the stream has then been quiet
-for `quiet_s` seconds, or `max_wait_s` after the first change: a burst of writes gives one event,
-and Airflow queues at most one run of the DAG for it. The pipeline's own writes do not fire it:
+reads the database's change stream through the pipeline a refresh reads (`leadnorm.steps.feed`:
+the source collection's changes and the refreshes' read marks, which it passes over). It fires
+once nested leads changed and the stream has then been quiet for `quiet_s` seconds, or
+`max_wait_s` after the first change: a burst of writes gives one event, and Airflow queues at
+most one run of the DAG for it. The pipeline's own writes do not fire it:
 its marks touch marker fields only, its normalized leads have no `lead_input`, and a delete fires
 only when a normalized lead or a reject came from the deleted `_id` (not when cleanup deleted it).
 
@@ -33,7 +34,7 @@ from leadnorm.contract import (
     REJECTS_COLLECTION,
     SOURCE_COLLECTION,
 )
-from leadnorm.steps.feed import ENDS, MARKER_NAMES, PIPELINE
+from leadnorm.steps.feed import ENDS, MARKER_NAMES, PIPELINE, is_read_mark
 from leadnorm.steps.runstate import STATE_ID
 
 WATCHER_ID = "watcher"  # the trigger's document in FEED_COLLECTION: {_id, position}
@@ -79,7 +80,7 @@ async def watch_nested_leads(db, quiet_s: float, max_wait_s: float, log) -> dict
     loop = asyncio.get_running_loop()
     position = await _start_position(db)
     try:
-        stream = await db[SOURCE_COLLECTION].watch(PIPELINE, resume_after=position, max_await_time_ms=AWAIT_MS)
+        stream = await db.watch(PIPELINE, resume_after=position, max_await_time_ms=AWAIT_MS)
     except OperationFailure as exc:
         if position is None:
             log.warning("no change stream on this server (%s): leads_refresh runs on its time schedule alone", exc.code)
@@ -109,6 +110,8 @@ async def watch_nested_leads(db, quiet_s: float, max_wait_s: float, log) -> dict
 
 async def _is_a_change(db, event) -> bool:
     """Whether an event the pipeline lets through is the application's change of a nested lead."""
+    if is_read_mark(event):
+        return False  # a refresh making sure it read the stream to the end
     kind, source_id = event["operationType"], event["documentKey"]["_id"]
     if kind == "update":
         description = event.get("updateDescription") or {}

@@ -13,6 +13,7 @@ nested lead (the first run, a run that died, a rollback, a server without change
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from leadnorm.steps.extract import nested_source_leads, source_batches_of
 from leadnorm.steps.feed import FeedUnavailable, current_position, read_feed
 from leadnorm.steps.runstate import trusted_position
 
+STREAM_ENV = "LEADNORM_CHANGE_STREAM"  # 0: always scan (the stream is read unless this says 0)
 CHANGE_STREAM = "change stream"
 SCAN = "fingerprint scan"
 
@@ -62,10 +64,14 @@ class Changes:
         return f"{counts}, {self.looked_at - len(self.new) - len(self.changed)} unchanged ({self.detection})"
 
 
+def stream_detection_on() -> bool:
+    return os.environ.get(STREAM_ENV, "1") != "0"
+
+
 def detect_changes(db: Database) -> Changes:
     """What changed since the last run: from the change stream after the position the last run
     recorded (`leadnorm.steps.runstate`) when it can say, else by a scan."""
-    position = trusted_position(db)
+    position = trusted_position(db) if stream_detection_on() else None
     if position is not None:
         try:
             read = read_feed(db, position)
@@ -73,6 +79,8 @@ def detect_changes(db: Database) -> Changes:
             reason = str(why)
         else:
             return _compare(db, _looked_at(db, read.keys), read.keys, detection=CHANGE_STREAM, position=read.position)
+    elif not stream_detection_on():
+        reason = f"change stream detection is off ({STREAM_ENV}=0)"
     else:
         reason = "no trusted position of the change stream recorded"
     start = current_position(db)  # before the scan reads: a change while it reads comes after

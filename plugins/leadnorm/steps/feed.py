@@ -1,7 +1,7 @@
 """The source's change stream: how a refresh finds what changed without reading every nested lead.
 
 A run records the stream's position (its resume token) as it starts, before it reads the
-source, and the key store keeps it once the run's last write is done (`leadnorm.steps.scope`):
+source, and the key store keeps it once the run's last write is done (`leadnorm.steps.runstate`):
 everything the run did not see comes after that position. The next refresh reads the stream
 from there and fingerprints only the leads it names (`leadnorm.steps.changes`), so the cost
 follows the changes, not the source. The run's own writes are in the stream too: its marks
@@ -9,49 +9,86 @@ are told apart by their shape here (`is_own_mark`), its normalized documents by 
 `lead_input`; whatever else is named is compared by content, so nothing it wrote passes for
 a change.
 
-The stream can be missing (a standalone server), its position gone from the oplog, or the
-collection dropped or renamed: `FeedUnavailable` says which, and the refresh scans instead.
+A read is caught up only when it has seen its own mark: it first writes a fresh token to
+`migration_feed` and reads the database's stream (the source collection and that one document)
+until the token's event arrives. An empty batch proves nothing: a server may answer a read with
+no events after examining only part of the oplog (SecantusDB examines 200 entries per read, and
+after a 5,000-lead migration the first two dozen reads come back empty), and stopping there
+would report a change as none.
+
+The stream can be missing (a standalone server), its position gone from the oplog, the collection
+dropped or renamed, or the mark not reached in time: `FeedUnavailable` says which, and the refresh
+scans instead.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bson import ObjectId
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from leadnorm.contract import MARKERS, MIGRATED, MIGRATED_LEAD_ID, NESTED_FIELD, SOURCE_COLLECTION, legacy_key
+from leadnorm.contract import (
+    FEED_COLLECTION,
+    MARKERS,
+    MIGRATED,
+    MIGRATED_LEAD_ID,
+    NESTED_FIELD,
+    SOURCE_COLLECTION,
+    legacy_key,
+)
 from leadnorm.mongo import CODEC_OPTIONS, describe_error
 from leadnorm.transform.ids import lead_id
 
 # What names the end of a collection's stream: a refresh then cannot know what it missed.
 ENDS = ("drop", "rename", "dropDatabase", "invalidate")
-# Server side: inserts and replaces of nested leads (and a replace that leaves a nested lead's `_id`
-# holding something that is no normalized lead), every update and delete, the stream's end. The
-# documents themselves stay on the server.
+MARK_ID = "read_mark"  # the document of FEED_COLLECTION a read of the stream writes to know it is caught up
+# Server side, on the database's stream: inserts and replaces of nested leads (and a replace that
+# leaves a nested lead's `_id` holding something that is no normalized lead), every update and
+# delete of `leads`, its end (dropped, renamed, replaced by a rename), and the read mark's writes.
+# The documents themselves stay on the server.
 PIPELINE = [
     {
         "$match": {
             "$or": [
-                {"operationType": "insert", f"fullDocument.{NESTED_FIELD}": {"$exists": True}},
                 {
-                    "operationType": "replace",
+                    "ns.coll": SOURCE_COLLECTION,
                     "$or": [
-                        {f"fullDocument.{NESTED_FIELD}": {"$exists": True}},
-                        {"fullDocument.legacy_lead_id": {"$exists": False}},
+                        {"operationType": "insert", f"fullDocument.{NESTED_FIELD}": {"$exists": True}},
+                        {
+                            "operationType": "replace",
+                            "$or": [
+                                {f"fullDocument.{NESTED_FIELD}": {"$exists": True}},
+                                {"fullDocument.legacy_lead_id": {"$exists": False}},
+                            ],
+                        },
+                        {"operationType": {"$in": ["update", "delete", *ENDS]}},
                     ],
                 },
-                {"operationType": {"$in": ["update", "delete", *ENDS]}},
+                {"operationType": "rename", "to.coll": SOURCE_COLLECTION},
+                {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
+                {"ns.coll": FEED_COLLECTION, "documentKey._id": MARK_ID},
             ]
         }
     },
-    {"$project": {"operationType": 1, "documentKey": 1, "updateDescription": 1}},
+    {
+        "$project": {
+            "operationType": 1,
+            "ns": 1,
+            "documentKey": 1,
+            "updateDescription": 1,
+            "fullDocument.token": 1,
+        }
+    },
 ]
 MARKER_NAMES = frozenset(MARKERS)
 # Past this many leads named, fingerprinting the whole source costs less than looking each one up.
 MAX_NAMED = 100_000
-AWAIT_MS = 200  # how long the server waits for more events before a read counts as caught up
+AWAIT_MS = 200  # how long the server may wait for more events before it answers a read
+CATCH_UP_S = 120.0  # past this, reading to the mark costs more than a scan
 
 
 class FeedUnavailable(Exception):
@@ -77,10 +114,13 @@ def is_own_mark(event: Mapping) -> bool:
     return updated.get(MIGRATED) is True and updated.get(MIGRATED_LEAD_ID) == lead_id(event["documentKey"]["_id"])
 
 
+def is_read_mark(event: Mapping) -> bool:
+    return (event.get("ns") or {}).get("coll") == FEED_COLLECTION
+
+
 def _stream(db: Database, **options):
-    source = db[SOURCE_COLLECTION].with_options(codec_options=CODEC_OPTIONS)
     try:
-        return source.watch(PIPELINE, max_await_time_ms=AWAIT_MS, **options)
+        return db.with_options(codec_options=CODEC_OPTIONS).watch(PIPELINE, max_await_time_ms=AWAIT_MS, **options)
     except OperationFailure as exc:
         raise FeedUnavailable(_reason(exc)) from None
 
@@ -103,16 +143,28 @@ def current_position(db: Database) -> dict | None:
         return None
 
 
-def read_feed(db: Database, position: dict, max_named: int = MAX_NAMED) -> FeedRead:
-    """Every source `_id` the stream names after `position`, up to now."""
+def read_feed(db: Database, position: dict, max_named: int = MAX_NAMED, catch_up_s: float = CATCH_UP_S) -> FeedRead:
+    """Every source `_id` the stream names after `position`, up to this read's own mark."""
+    token = ObjectId()
+    db[FEED_COLLECTION].update_one({"_id": MARK_ID}, {"$set": {"token": token}}, upsert=True)
     keys: set[bytes] = set()
     events = 0
+    deadline = time.monotonic() + catch_up_s
     with _stream(db, resume_after=position) as stream:
         try:
-            while (event := stream.try_next()) is not None:
+            while True:
+                event = stream.try_next()
+                if event is None:
+                    if time.monotonic() > deadline:
+                        raise FeedUnavailable(f"the change stream did not catch up within {catch_up_s:.0f} s")
+                    continue
                 kind = event["operationType"]
                 if kind in ENDS:
                     raise FeedUnavailable(f"the source collection's stream ended ({kind})")
+                if is_read_mark(event):
+                    if _token_of(event) == token:
+                        return FeedRead(frozenset(keys), events, stream.resume_token)
+                    continue
                 events += 1
                 if not is_own_mark(event):
                     keys.add(legacy_key(event["documentKey"]["_id"]))
@@ -120,4 +172,9 @@ def read_feed(db: Database, position: dict, max_named: int = MAX_NAMED) -> FeedR
                         raise FeedUnavailable(f"more than {max_named:,} leads changed: a scan costs less")
         except OperationFailure as exc:
             raise FeedUnavailable(_reason(exc)) from None
-        return FeedRead(frozenset(keys), events, stream.resume_token)
+
+
+def _token_of(event: Mapping):
+    """The token a write of the read mark set: an update names it, the first upsert's insert holds it."""
+    updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
+    return updated.get("token", (event.get("fullDocument") or {}).get("token"))
