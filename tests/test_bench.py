@@ -73,6 +73,7 @@ def test_bench_prints_one_json_line_with_the_figures(mongo_uri, tmp_path):
     assert set(figures["steps"]) == set(STEP_NAMES)  # every step ran and was timed
     assert figures["refresh_changed"] == 6 and 0 < figures["refresh_vs_migrate"]
     assert figures["refresh_detection"] == "change stream"  # the migration recorded its position
+    assert figures["idle_refresh_detection"] == "change stream" and figures["idle_refresh_seconds"] > 0
     assert "speedup_vs_naive" in (tmp_path / "bench.md").read_text()
 
 

@@ -10,7 +10,8 @@ Each run seeds N nested leads into a fresh database and measures, on that data a
   leads, `insert_many` of exactly the documents *ours* wrote into collections carrying the
   same indexes, and unordered bulks of 1,000 per-lead marks (as ours writes them);
 - with `--refresh-percent P`: `python -m leadnorm refresh` after P% of the leads were
-  re-researched (their signals dropped, `updated_at` untouched).
+  re-researched (their signals dropped, `updated_at` untouched), then once more with nothing
+  changed.
 
 Speeds are compared as ratios measured side by side; with `--runs K` every figure is the
 median of K runs. Without `--uri` (or `MONGO_URI`) a fresh embedded server is started for
@@ -201,11 +202,16 @@ def bench_once(uri: str, leads: int, seed: int, naive_leads: int, refresh_percen
             if refreshed.returncode != 0:
                 raise RuntimeError(f"refresh exited {refreshed.returncode}: {last_line(work / 'bench.log')}")
             refresh_steps = json.loads(timings.read_text())
+            idle = run_child(command, env, work / "bench.log")  # nothing changed since
+            if idle.returncode != 0:
+                raise RuntimeError(f"idle refresh exited {idle.returncode}: {last_line(work / 'bench.log')}")
             result.update(
                 refresh_changed=changed,
                 refresh_seconds=refreshed.seconds,
                 refresh_detection=refresh_steps.pop("change_detection", None),
                 refresh_steps=refresh_steps,
+                idle_refresh_seconds=idle.seconds,
+                idle_refresh_detection=json.loads(timings.read_text()).get("change_detection"),
             )
         return result
     finally:
@@ -248,6 +254,8 @@ def summarize(runs: list[dict], refresh_percent: float) -> dict:
             refresh_detection=runs[0]["refresh_detection"],
             refresh_seconds=round(refresh_seconds, 2),
             refresh_vs_migrate=round(refresh_seconds / seconds, 3),
+            idle_refresh_seconds=round(median("idle_refresh_seconds"), 2),
+            idle_refresh_detection=runs[0]["idle_refresh_detection"],
         )
     return figures
 
@@ -275,6 +283,12 @@ def render(figures: dict) -> str:
                 f"refresh after {figures['refresh_percent']}% changed ({figures['refresh_changed']:,} leads)",
                 f"{figures['refresh_seconds']} s = {figures['refresh_vs_migrate']} x the migration"
                 f" (changes found by {figures['refresh_detection']})",
+            )
+        )
+        rows.append(
+            (
+                "refresh with nothing changed, whole command",
+                f"{figures['idle_refresh_seconds']} s (by {figures['idle_refresh_detection']})",
             )
         )
     width = max(len(name) for name, _ in rows)

@@ -53,6 +53,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# A day's window, or a million entries: like a production replica set's oplog, and longer than a
+# 20,000-lead migration plus the hourly refresh after it, so a refresh can resume the change
+# stream where the last run started (SecantusDB's default keeps one hour or 100,000 entries).
+OPLOG = ("--oplog-retention-seconds", "86400", "--oplog-max-entries", "1000000")
+
+
 def _secantusd() -> str:
     beside_python = Path(sys.executable).with_name("secantusd-py")
     found = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
@@ -92,6 +98,7 @@ def spawn(data_dir: Path, port: int | None = None, log_file: Path | None = None)
                 str(data_dir),
                 "--log-level",
                 "WARNING",
+                *OPLOG,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -45,6 +45,12 @@ class NullDatabase:
     def __getitem__(self, name: str) -> NullCollection:
         return NullCollection(self, name)
 
+    def with_options(self, **_options) -> NullDatabase:
+        return self
+
+    def watch(self, *_args, **_options):
+        raise OperationFailure("no change streams: the null device is no replica set", code=40573)
+
     def list_collection_names(self, **_options) -> list[str]:
         return []
 
@@ -86,9 +92,6 @@ class NullCollection:
 
     def aggregate(self, *_args, **_options):
         return iter(())
-
-    def watch(self, *_args, **_options):
-        raise OperationFailure("no change streams: the null device is no replica set", code=40573)
 
     # --- writes: encoded as pymongo encodes them, then dropped ----------------------------
 
