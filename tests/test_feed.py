@@ -141,3 +141,33 @@ def test_more_changes_than_a_lookup_is_worth_give_up_the_stream(migrated):
     assert len(read_feed(db, position).keys) == 30
     with pytest.raises(Exception, match="more than 10 leads changed"):
         read_feed(db, position, max_named=10)
+
+
+def test_a_refresh_killed_half_way_then_a_rerun_ends_as_from_scratch(migrated, tmp_path, monkeypatch, mongo_uri):
+    """A refresh read the stream and died in its load: what changed before it, and while the
+    store was not to be trusted, all reaches the normalized collections on the next refresh."""
+    from test_refresh import canonical, from_scratch
+
+    from leadnorm.steps import pipeline
+
+    db, rest = migrated
+    db.leads.insert_many(rest[:3])
+    db.leads.update_one({"_id": nested(db, 1)[0]["_id"]}, {"$set": {"lead_input.title": "VP Interrupted"}})
+    real_load = pipeline.load_collection
+
+    def load_then_die(db, name, rows, total, **kw):
+        if name == "research_runs":
+            raise KeyboardInterrupt("killed")
+        return real_load(db, name, rows, total, **kw)
+
+    monkeypatch.setattr(pipeline, "load_collection", load_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(db, tmp_path, "killed", fn=refresh)
+    monkeypatch.setattr(pipeline, "load_collection", real_load)
+    db.leads.insert_many(rest[3:5])  # the application wrote on meanwhile
+    changes, _, report = run(db, tmp_path, "rerun", fn=refresh)
+    assert changes.detection.startswith(SCAN) and "no trusted position" in changes.detection
+    assert len(changes.new) == 5 and report.ok
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+    after = detect_changes(db)
+    assert after.by_stream and not after.any  # the rerun left a position to trust again

@@ -22,6 +22,7 @@ from pymongo.database import Database
 from leadnorm.contract import (
     CLEANED_COLLECTION,
     MIGRATED_FINGERPRINT,
+    NESTED_FIELD,
     NORMALIZED_LEAD,
     REJECTS_COLLECTION,
     SOURCE_COLLECTION,
@@ -130,12 +131,19 @@ def _recorded(db: Database, named: frozenset[bytes] | None) -> tuple[dict[bytes,
         for doc in db[REJECTS_COLLECTION].find(query, {"fingerprint": 1}):
             rejects[legacy_key(doc["_id"])] = doc.get("fingerprint")
         cleaned |= {legacy_key(doc["_id"]) for doc in db[CLEANED_COLLECTION].find(query, {"_id": 1})}
-        lead_query = {**NORMALIZED_LEAD, "legacy_lead_id": {"$exists": True, **query.get("_id", {})}}
-        normalized |= {
-            legacy_key(doc["legacy_lead_id"]) for doc in db[SOURCE_COLLECTION].find(lead_query, {"legacy_lead_id": 1})
-        }
+        normalized |= {legacy_key(doc["legacy_lead_id"]) for doc in _normalized_leads(db, query.get("_id"))}
     if named is not None:  # `$in` matches 42 and 42.0 alike: keep the type-exact ones
         rejects = {key: value for key, value in rejects.items() if key in named}
         cleaned &= named
         normalized &= named
     return rejects, cleaned, normalized
+
+
+def _normalized_leads(db: Database, source_ids: dict | None):
+    """The normalized leads (their `legacy_lead_id`) of the source ids `{"$in": [...]}`, or all.
+    By the `legacy_lead_id` index alone, the nested leads left out here: a planner may scan the
+    whole collection for the index's field and `lead_input` together (SecantusDB does)."""
+    if source_ids is None:
+        return db[SOURCE_COLLECTION].find(NORMALIZED_LEAD, {"legacy_lead_id": 1})
+    found = db[SOURCE_COLLECTION].find({"legacy_lead_id": source_ids}, {"legacy_lead_id": 1, NESTED_FIELD: 1})
+    return (doc for doc in found if NESTED_FIELD not in doc)

@@ -106,7 +106,6 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
     source's change stream stands before anything is read: the next refresh reads on from there."""
     keys = None
     position = changes.position if changes is not None else current_position(db)
-    documents = extract.count_nested_leads(db)
     if changes is not None and key_store_complete(db):
         found = find_scope(db, changes)
         run.write_table(layout.SCOPE, found.to_table(), found.to_table().schema)
@@ -114,6 +113,8 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
         log.info("refresh scope: %d source leads tied to the changes, %d gone", len(found.leads), len(found.gone))
         keys = sorted(found.leads)
         documents = len(keys)
+    else:
+        documents = extract.count_nested_leads(db)
     parts = partitions or default_partitions(documents)
     if keys is None and parts > 1:
         keys = extract.source_keys(db)
