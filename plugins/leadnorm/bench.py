@@ -254,6 +254,7 @@ def summarize(runs: list[dict], refresh_percent: float) -> dict:
             refresh_detection=runs[0]["refresh_detection"],
             refresh_seconds=round(refresh_seconds, 2),
             refresh_vs_migrate=round(refresh_seconds / seconds, 3),
+            refresh_steps={name: round(value, 2) for name, value in runs[0]["refresh_steps"].items()},
             idle_refresh_seconds=round(median("idle_refresh_seconds"), 2),
             idle_refresh_detection=runs[0]["idle_refresh_detection"],
         )
@@ -282,7 +283,8 @@ def render(figures: dict) -> str:
             (
                 f"refresh after {figures['refresh_percent']}% changed ({figures['refresh_changed']:,} leads)",
                 f"{figures['refresh_seconds']} s = {figures['refresh_vs_migrate']} x the migration"
-                f" (changes found by {figures['refresh_detection']})",
+                f" (changes found by {figures['refresh_detection']}); per step: "
+                + ", ".join(f"{name} {seconds} s" for name, seconds in figures["refresh_steps"].items()),
             )
         )
         rows.append(
