@@ -212,11 +212,10 @@ def _migrate(args: argparse.Namespace) -> int:
     db = _database(args)
     require_source(db)
     from leadnorm.steps import layout
-    from leadnorm.steps.changes import detect_changes
+    from leadnorm.steps.changes import detect_changes, nothing_changed
     from leadnorm.steps.housekeeping import prune_backups
     from leadnorm.steps.lock import hold_lock
     from leadnorm.steps.pipeline import migrate  # pandas & co: only once the server answers
-    from leadnorm.steps.runstate import advance_position
     from leadnorm.steps.runstore import RunFolder
     from leadnorm.steps.summary import summary
 
@@ -228,9 +227,7 @@ def _migrate(args: argparse.Namespace) -> int:
             changes = detect_changes(db)
             found = {"detect": time.perf_counter() - started, "change_detection": changes.detection}
             print(changes.render())
-            if not changes.any:
-                if not args.dry_run:
-                    advance_position(db, changes.position)
+            if nothing_changed(db, changes, dry_run=args.dry_run):
                 print("refresh: nothing changed, nothing written")
                 if args.timings_json:
                     Path(args.timings_json).write_text(json.dumps(found))

@@ -62,14 +62,11 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
                 raise AirflowSkipException(f"skipped: {exc}") from None
             raise
         if kind == "refresh":
-            from leadnorm.steps.changes import detect_changes
+            from leadnorm.steps.changes import detect_changes, nothing_changed
             from leadnorm.steps.lock import release
-            from leadnorm.steps.runstate import advance_position
 
             changes = detect_changes(db)
-            if not changes.any:
-                if not params["dry_run"]:
-                    advance_position(db, changes.position)
+            if nothing_changed(db, changes, dry_run=params["dry_run"]):
                 release(db, held)
                 raise AirflowSkipException(f"{changes.render()}: nothing to write")
         return held.to_dict()

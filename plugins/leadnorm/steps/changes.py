@@ -32,7 +32,7 @@ from leadnorm.mongo import in_chunks, source_id
 from leadnorm.source import SourceLead, fingerprint
 from leadnorm.steps.extract import nested_source_leads, source_batches_of
 from leadnorm.steps.feed import FeedUnavailable, current_position, read_feed
-from leadnorm.steps.runstate import trusted_position
+from leadnorm.steps.runstate import advance_position, trusted_position
 
 STREAM_ENV = "LEADNORM_CHANGE_STREAM"  # 0: always scan (the stream is read unless this says 0)
 CHANGE_STREAM = "change stream"
@@ -72,21 +72,30 @@ def stream_detection_on() -> bool:
 def detect_changes(db: Database) -> Changes:
     """What changed since the last run: from the change stream after the position the last run
     recorded (`leadnorm.steps.runstate`) when it can say, else by a scan."""
-    position = trusted_position(db) if stream_detection_on() else None
-    if position is not None:
+    if not stream_detection_on():
+        reason = f"change stream detection is off ({STREAM_ENV}=0)"
+    elif (position := trusted_position(db)) is None:
+        reason = "no trusted position of the change stream recorded"
+    else:
         try:
             read = read_feed(db, position)
         except FeedUnavailable as why:
             reason = str(why)
         else:
             return _compare(db, _looked_at(db, read.keys), read.keys, detection=CHANGE_STREAM, position=read.position)
-    elif not stream_detection_on():
-        reason = f"change stream detection is off ({STREAM_ENV}=0)"
-    else:
-        reason = "no trusted position of the change stream recorded"
     start = current_position(db)  # before the scan reads: a change while it reads comes after
     looked_at = _looked_at(db, None)
     return _compare(db, looked_at, None, detection=f"{SCAN}: {reason}", position=start)
+
+
+def nothing_changed(db: Database, changes: Changes, *, dry_run: bool = False) -> bool:
+    """Whether the refresh has nothing to write; then (but in a dry run) the stream's position
+    moves on, so the next refresh reads only what comes after."""
+    if changes.any:
+        return False
+    if not dry_run:
+        advance_position(db, changes.position)
+    return True
 
 
 def _looked_at(db: Database, keys: Iterable[bytes] | None) -> dict[bytes, SourceLead]:

@@ -39,7 +39,7 @@ from leadnorm.source import MARK_KINDS
 from leadnorm.steps import extract, layout
 from leadnorm.steps.allocation import bulk_allocation
 from leadnorm.steps.backup import backup
-from leadnorm.steps.changes import Changes, detect_changes
+from leadnorm.steps.changes import Changes, detect_changes, nothing_changed
 from leadnorm.steps.feed import current_position
 from leadnorm.steps.load import (
     build_indexes_after_load,
@@ -52,7 +52,7 @@ from leadnorm.steps.mark import mark_migrated, write_rejects
 from leadnorm.steps.progress import Progress
 from leadnorm.steps.prune import prune
 from leadnorm.steps.runplan import DEFAULT_BATCH_SIZE, STEPS, Resources, Settings
-from leadnorm.steps.runstate import advance_position, key_store_complete, set_key_store_complete
+from leadnorm.steps.runstate import key_store_complete, set_key_store_complete
 from leadnorm.steps.runstore import RunFolder, staging_path
 from leadnorm.steps.scope import (
     Scope,
@@ -567,9 +567,7 @@ def refresh(db: Database, **options) -> tuple[Changes, RunFolder | None, VerifyR
     With nothing new, changed or gone it writes nothing, not even a backup."""
     changes = detect_changes(db)
     log.info("%s", changes.render())
-    if not changes.any:
-        if not options.get("dry_run"):
-            advance_position(db, changes.position)
+    if nothing_changed(db, changes, dry_run=options.get("dry_run", False)):
         return changes, None, None
     run, report = migrate(db, changes=changes, **options)
     return changes, run, report
