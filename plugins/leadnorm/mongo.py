@@ -24,7 +24,15 @@ from pymongo.errors import (
 )
 
 from leadnorm.config import database_from_uri, mask_uri, uri_hosts
-from leadnorm.contract import DEFAULT_DB, NESTED_LEAD, NORMALIZED_LEAD, SOURCE_COLLECTION, legacy_key
+from leadnorm.contract import (
+    DEFAULT_DB,
+    NESTED_FIELD,
+    NESTED_LEAD,
+    NORMALIZED_LEAD,
+    SOURCE_COLLECTION,
+    is_normalized_lead,
+    legacy_key,
+)
 from leadnorm.errors import ConfigError, ServerUnreachable, SourceError
 
 log = logging.getLogger("leadnorm")
@@ -268,6 +276,29 @@ def raw_id(document: bytes):
 def source_id(key: bytes):
     """The source `_id` a `legacy_key` encodes (its inverse), any BSON type, odd dates included."""
     return bson.decode(key, CODEC_OPTIONS)["_id"]
+
+
+def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict | None = None, **extra) -> Iterator:
+    """Documents whose `field` holds one of the source ids `keys`, type-exact: `$in` matches 42
+    and 42.0 alike, `legacy_key` does not."""
+    keys = set(keys)
+    null = legacy_key(None)
+    queries = [{field: {"$in": [source_id(key) for key in part]}} for part in in_chunks(keys - {null})]
+    if null in keys:
+        queries.append({field: {"$type": "null"}})  # `$in: [null]` would match every document without it
+    seen = set()  # 42 and Int64(42) may sit in two lists: a document matching both comes once
+    for query in queries:
+        for doc in collection.find({**query, **extra}, projection):
+            if field in doc and legacy_key(doc[field]) in keys and (seen_key := legacy_key(doc["_id"])) not in seen:
+                seen.add(seen_key)
+                yield doc
+
+
+def normalized_leads_of(db: Database, keys: Iterable[bytes], projection: dict) -> Iterator:
+    """The normalized leads whose `legacy_lead_id` is one of the source ids `keys`, type-exact; a
+    nested lead carrying a `legacy_lead_id` of its own is data, never one of them."""
+    found = find_exactly(db[SOURCE_COLLECTION], "legacy_lead_id", keys, {**projection, NESTED_FIELD: 1})
+    return (lead for lead in found if is_normalized_lead(lead))
 
 
 # Sizes of BSON values by type byte: fixed, or read from the value (see `_value_end`).

@@ -22,13 +22,12 @@ from pymongo.database import Database
 from leadnorm.contract import (
     CLEANED_COLLECTION,
     MIGRATED_FINGERPRINT,
-    NESTED_FIELD,
     NORMALIZED_LEAD,
     REJECTS_COLLECTION,
     SOURCE_COLLECTION,
     legacy_key,
 )
-from leadnorm.mongo import in_chunks, source_id
+from leadnorm.mongo import find_exactly, normalized_leads_of
 from leadnorm.source import SourceLead, fingerprint
 from leadnorm.steps.extract import nested_source_leads, source_batches_of
 from leadnorm.steps.feed import FeedUnavailable, current_position, read_feed
@@ -132,27 +131,15 @@ def _recorded(db: Database, named: frozenset[bytes] | None) -> tuple[dict[bytes,
     """What the last runs recorded of the leads `named` (None: all): the rejects' fingerprints, the
     leads cleanup deleted, the source ids of the normalized leads."""
     if named is None:
-        filters = [{}]
+        rejects = db[REJECTS_COLLECTION].find({}, {"fingerprint": 1})
+        cleaned = db[CLEANED_COLLECTION].find({}, {"_id": 1})
+        normalized = db[SOURCE_COLLECTION].find(NORMALIZED_LEAD, {"legacy_lead_id": 1})
     else:
-        filters = [{"_id": {"$in": [source_id(key) for key in part]}} for part in in_chunks(named)]
-    rejects, cleaned, normalized = {}, set(), set()
-    for query in filters:
-        for doc in db[REJECTS_COLLECTION].find(query, {"fingerprint": 1}):
-            rejects[legacy_key(doc["_id"])] = doc.get("fingerprint")
-        cleaned |= {legacy_key(doc["_id"]) for doc in db[CLEANED_COLLECTION].find(query, {"_id": 1})}
-        normalized |= {legacy_key(doc["legacy_lead_id"]) for doc in _normalized_leads(db, query.get("_id"))}
-    if named is not None:  # `$in` matches 42 and 42.0 alike: keep the type-exact ones
-        rejects = {key: value for key, value in rejects.items() if key in named}
-        cleaned &= named
-        normalized &= named
-    return rejects, cleaned, normalized
-
-
-def _normalized_leads(db: Database, source_ids: dict | None):
-    """The normalized leads (their `legacy_lead_id`) of the source ids `{"$in": [...]}`, or all.
-    By the `legacy_lead_id` index alone, the nested leads left out here: a planner may scan the
-    whole collection for the index's field and `lead_input` together (SecantusDB does)."""
-    if source_ids is None:
-        return db[SOURCE_COLLECTION].find(NORMALIZED_LEAD, {"legacy_lead_id": 1})
-    found = db[SOURCE_COLLECTION].find({"legacy_lead_id": source_ids}, {"legacy_lead_id": 1, NESTED_FIELD: 1})
-    return (doc for doc in found if NESTED_FIELD not in doc)
+        rejects = find_exactly(db[REJECTS_COLLECTION], "_id", named, {"fingerprint": 1})
+        cleaned = find_exactly(db[CLEANED_COLLECTION], "_id", named, {"_id": 1})
+        normalized = normalized_leads_of(db, named, {"legacy_lead_id": 1})
+    return (
+        {legacy_key(doc["_id"]): doc.get("fingerprint") for doc in rejects},
+        {legacy_key(doc["_id"]) for doc in cleaned},
+        {legacy_key(doc["legacy_lead_id"]) for doc in normalized},
+    )

@@ -19,9 +19,10 @@ from pymongo.database import Database
 
 from leadnorm.contract import REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
 from leadnorm.errors import StagingError
+from leadnorm.mongo import find_exactly
 from leadnorm.source import MARK_KINDS, mark_update, unmark_update
 from leadnorm.steps.progress import Progress
-from leadnorm.steps.scope import Scope, find_exactly
+from leadnorm.steps.scope import Scope
 from leadnorm.transform import columns
 from leadnorm.transform.ids import lead_id
 from leadnorm.transform.split import TABLE_KINDS

@@ -29,38 +29,14 @@ from leadnorm.contract import (
     NESTED_FIELD,
     NESTED_LEAD,
     SOURCE_COLLECTION,
-    is_normalized_lead,
     legacy_key,
 )
-from leadnorm.mongo import in_chunks, source_id
+from leadnorm.mongo import find_exactly, in_chunks, normalized_leads_of
 from leadnorm.steps.changes import Changes
 from leadnorm.steps.extract import WITHOUT_MARKERS, source_frame
 from leadnorm.steps.runstate import STATE_ID
 from leadnorm.transform.keys import lead_keys
 from leadnorm.transform.split import split_batch
-
-
-def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict | None = None, **extra) -> Iterator:
-    """Documents whose `field` holds one of the source ids `keys`, type-exact: `$in` matches 42
-    and 42.0 alike, `legacy_key` does not."""
-    keys = set(keys)
-    null = legacy_key(None)
-    queries = [{field: {"$in": [source_id(key) for key in part]}} for part in in_chunks(keys - {null})]
-    if null in keys:
-        queries.append({field: {"$type": "null"}})  # `$in: [null]` would match every document without it
-    seen = set()  # 42 and Int64(42) may sit in two lists: a document matching both comes once
-    for query in queries:
-        for doc in collection.find({**query, **extra}, projection):
-            if field in doc and legacy_key(doc[field]) in keys and (seen_key := legacy_key(doc["_id"])) not in seen:
-                seen.add(seen_key)
-                yield doc
-
-
-def normalized_leads_of(db: Database, keys: Iterable[bytes], projection: dict) -> Iterator:
-    """The normalized leads whose `legacy_lead_id` is one of the source ids `keys`, type-exact; a
-    nested lead carrying a `legacy_lead_id` of its own is data, never one of them."""
-    found = find_exactly(db[SOURCE_COLLECTION], "legacy_lead_id", keys, {**projection, NESTED_FIELD: 1})
-    return (lead for lead in found if is_normalized_lead(lead))
 
 
 def leads_referencing(db: Database, column: str, ids: Iterable, projection: dict | None = None) -> Iterator[dict]:

@@ -16,12 +16,12 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from leadnorm.contract import NESTED_FIELD, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import in_chunks
+from leadnorm.mongo import find_exactly, in_chunks
 from leadnorm.schema import COLLECTIONS
 from leadnorm.source import MARK_PROJECTION, is_marked
 from leadnorm.steps.load import is_owned
 from leadnorm.steps.prune import kept_stale
-from leadnorm.steps.scope import Scope, find_exactly, stored_for
+from leadnorm.steps.scope import Scope, stored_for
 from leadnorm.transform import columns
 
 
