@@ -12,7 +12,7 @@ from leadnorm.steps.changes import CHANGE_STREAM, SCAN, detect_changes
 from leadnorm.steps.feed import FeedUnavailable, current_position, is_own_mark, read_feed
 from leadnorm.steps.pipeline import migrate, refresh
 from leadnorm.steps.rollback import latest_backup, rollback
-from leadnorm.steps.runstate import STATE_ID, set_key_store_complete, trusted_position
+from leadnorm.steps.runstate import STATE_ID, set_key_store_complete, trusted_resume
 from leadnorm.steps.runstore import RunFolder
 from leadnorm.transform.ids import lead_id
 
@@ -44,7 +44,7 @@ def nested(db, n=3):
 
 def test_a_migration_records_the_position_and_its_own_writes_are_no_change(migrated):
     db, _ = migrated
-    assert trusted_position(db) is not None
+    assert trusted_resume(db) is not None
     changes = detect_changes(db)
     assert changes.by_stream and not changes.any
     assert changes.looked_at == 0  # 120 marks and 120 normalized leads written after the position: none named
@@ -74,10 +74,10 @@ def test_after_a_refresh_the_stream_finds_nothing_and_an_idle_refresh_moves_the_
     assert changes.by_stream and len(changes.new) == 5 and len(changes.changed) == 1 and report.ok
     after = detect_changes(db)
     assert after.by_stream and not after.any
-    before = trusted_position(db)
+    before = trusted_resume(db)
     idle, folder, _ = run(db, tmp_path, "idle", fn=refresh)
     assert folder is None and not idle.any
-    assert trusted_position(db) != before and detect_changes(db).looked_at == 0
+    assert trusted_resume(db) != before and detect_changes(db).looked_at == 0
 
 
 def test_the_migrations_own_marks_are_told_apart_by_their_shape():
@@ -92,6 +92,10 @@ def test_the_migrations_own_marks_are_told_apart_by_their_shape():
     assert not is_own_mark(forged)
     with_data = {**mark, "updateDescription": {"updatedFields": {**mark["updateDescription"]["updatedFields"], "x": 1}}}
     assert not is_own_mark(with_data)
+    remark = {**mark, "updateDescription": {"updatedFields": {"_migrated_fingerprint": b"after a change"}}}
+    assert is_own_mark(remark)  # a re-mark: the server names only the fields whose value changed
+    unmarked = {**mark, "updateDescription": {"updatedFields": {}, "removedFields": ["_migrated"]}}
+    assert not is_own_mark(unmarked)
 
 
 def test_a_died_run_a_lost_position_and_a_rollback_fall_back_to_the_scan(migrated, tmp_path):
@@ -171,3 +175,31 @@ def test_a_refresh_killed_half_way_then_a_rerun_ends_as_from_scratch(migrated, t
     assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
     after = detect_changes(db)
     assert after.by_stream and not after.any  # the rerun left a position to trust again
+
+
+def test_a_change_while_a_run_reads_is_left_pending_for_the_next_refresh(migrated, tmp_path, monkeypatch, mongo_uri):
+    """A run reads its own stretch of the stream after its last write, so the next refresh starts
+    after it; a lead the application changed after the run had read it is kept pending, and found."""
+    from test_refresh import canonical, from_scratch
+
+    from leadnorm.steps import pipeline
+
+    db, rest = migrated
+    first = nested(db, 1)[0]
+    db.leads.insert_many(rest[:1])
+    real_resolve = pipeline.resolve_step
+
+    def change_then_resolve(*args, **kwargs):  # after extract read the source
+        db.leads.update_one({"_id": first["_id"]}, {"$set": {"lead_input.title": "VP Changed Mid-Run"}})
+        return real_resolve(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "resolve_step", change_then_resolve)
+    changes, _, report = run(db, tmp_path, "refresh", fn=refresh)
+    monkeypatch.setattr(pipeline, "resolve_step", real_resolve)
+    assert changes.new == {legacy_key(rest[0]["_id"])} and not changes.changed and report.ok
+    assert trusted_resume(db).pending == {legacy_key(first["_id"])}
+    after = detect_changes(db)
+    assert after.by_stream and after.changed == {legacy_key(first["_id"])} and after.looked_at == 1
+    run(db, tmp_path, "next", fn=refresh)
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+    assert not detect_changes(db).any and legacy_key(first["_id"]) not in trusted_resume(db).pending

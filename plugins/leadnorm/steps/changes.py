@@ -31,7 +31,7 @@ from leadnorm.mongo import find_exactly, normalized_leads_of
 from leadnorm.source import SourceLead, fingerprint
 from leadnorm.steps.extract import nested_source_leads, source_batches_of
 from leadnorm.steps.feed import FeedUnavailable, current_position, read_feed
-from leadnorm.steps.runstate import advance_position, trusted_position
+from leadnorm.steps.runstate import advance_position, trusted_resume
 
 STREAM_ENV = "LEADNORM_CHANGE_STREAM"  # 0: always scan (the stream is read unless this says 0)
 CHANGE_STREAM = "change stream"
@@ -73,15 +73,16 @@ def detect_changes(db: Database) -> Changes:
     recorded (`leadnorm.steps.runstate`) when it can say, else by a scan."""
     if not stream_detection_on():
         reason = f"change stream detection is off ({STREAM_ENV}=0)"
-    elif (position := trusted_position(db)) is None:
+    elif (resume := trusted_resume(db)) is None:
         reason = "no trusted position of the change stream recorded"
     else:
         try:
-            read = read_feed(db, position)
+            read = read_feed(db, resume.position)
         except FeedUnavailable as why:
             reason = str(why)
         else:
-            return _compare(db, _looked_at(db, read.keys), read.keys, detection=CHANGE_STREAM, position=read.position)
+            named = read.keys | resume.pending
+            return _compare(db, _looked_at(db, named), named, detection=CHANGE_STREAM, position=read.position)
     start = current_position(db)  # before the scan reads: a change while it reads comes after
     looked_at = _looked_at(db, None)
     return _compare(db, looked_at, None, detection=f"{SCAN}: {reason}", position=start)

@@ -1,13 +1,15 @@
 """The source's change stream: how a refresh finds what changed without reading every nested lead.
 
 A run records the stream's position (its resume token) as it starts, before it reads the
-source, and the key store keeps it once the run's last write is done (`leadnorm.steps.runstate`):
-everything the run did not see comes after that position. The next refresh reads the stream
-from there and fingerprints only the leads it names (`leadnorm.steps.changes`), so the cost
-follows the changes, not the source. The run's own writes are in the stream too: its marks
-are told apart by their shape here (`is_own_mark`), its normalized documents by having no
-`lead_input`; whatever else is named is compared by content, so nothing it wrote passes for
-a change.
+source: everything the run did not see comes after that position. Once its last write is done
+it reads its own stretch of the stream (`resume_after_run`), and the key store keeps the end of
+that stretch and the leads named in it (`leadnorm.steps.runstate`). The next refresh reads the
+stream from there and fingerprints only the leads it names and those (`leadnorm.steps.changes`),
+so the cost follows the changes, not the source: a migration's hundreds of thousands of writes
+are read once, by the migration, not by the first refresh after it. The run's own writes are in
+the stream too: its marks are told apart by their shape here (`is_own_mark`), its normalized
+documents by having no `lead_input`; whatever else is named is compared by content, so nothing
+it wrote passes for a change.
 
 A read is caught up only when it has seen its own mark: it first writes a fresh token to
 `migration_feed` and reads the database's stream (the source collection and that one document)
@@ -23,6 +25,7 @@ scans instead.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,7 +44,10 @@ from leadnorm.contract import (
     legacy_key,
 )
 from leadnorm.mongo import CODEC_OPTIONS, describe_error
+from leadnorm.steps.runstate import Resume
 from leadnorm.transform.ids import lead_id
+
+log = logging.getLogger("leadnorm")
 
 # What names the end of a collection's stream: a refresh then cannot know what it missed.
 ENDS = ("drop", "rename", "dropDatabase", "invalidate")
@@ -103,15 +109,18 @@ class FeedRead:
 
 
 def is_own_mark(event: Mapping) -> bool:
-    """An update that only sets a migration's marks on a nested lead: `_migrated: true` and the
-    lead id that only the migration derives from this `_id`, nothing but marker fields."""
+    """An update that only sets a migration's marks on a nested lead: nothing but marker fields, and
+    of those `_migrated` only as true and the lead id only as the one the migration derives from
+    this `_id`. (A re-mark after a change sets the fingerprint alone: the server reports only the
+    fields whose value changed.)"""
     if event.get("operationType") != "update":
         return False
     description = event.get("updateDescription") or {}
     updated, removed = description.get("updatedFields") or {}, description.get("removedFields") or []
-    if not (updated.keys() | set(removed)) <= MARKER_NAMES:
+    if removed or not updated or not updated.keys() <= MARKER_NAMES:
         return False
-    return updated.get(MIGRATED) is True and updated.get(MIGRATED_LEAD_ID) == lead_id(event["documentKey"]["_id"])
+    own_id = lead_id(event["documentKey"]["_id"])
+    return updated.get(MIGRATED, True) is True and updated.get(MIGRATED_LEAD_ID, own_id) == own_id
 
 
 def is_read_mark(event: Mapping) -> bool:
@@ -172,6 +181,20 @@ def read_feed(db: Database, position: dict, max_named: int = MAX_NAMED, catch_up
                         raise FeedUnavailable(f"more than {max_named:,} leads changed: a scan costs less")
         except OperationFailure as exc:
             raise FeedUnavailable(_reason(exc)) from None
+
+
+def resume_after_run(db: Database, start: dict | None) -> Resume | None:
+    """Where the next refresh resumes, read after a run's last write: the end of the run's own
+    stretch of the stream, with the leads named in it still to compare (an application's writes
+    while the run read the source). Where that read fails, the run's start, all of it to read again."""
+    if start is None:
+        return None
+    try:
+        read = read_feed(db, start)
+    except FeedUnavailable as why:
+        log.info("change stream: the next refresh reads from this run's start (%s)", why)
+        return Resume(start)
+    return Resume(read.position, read.keys)
 
 
 def _token_of(event: Mapping):

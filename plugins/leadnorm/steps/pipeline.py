@@ -40,7 +40,7 @@ from leadnorm.steps import extract, layout
 from leadnorm.steps.allocation import bulk_allocation
 from leadnorm.steps.backup import backup
 from leadnorm.steps.changes import Changes, detect_changes, nothing_changed
-from leadnorm.steps.feed import current_position
+from leadnorm.steps.feed import current_position, resume_after_run
 from leadnorm.steps.load import (
     build_indexes_after_load,
     ensure_indexes,
@@ -422,11 +422,11 @@ def prune_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> dict:
 
 def keys_step(db: Database, run: RunFolder, *, dry_run: bool = False) -> int:
     """The run's last write: record its leads' identity keys, then call the key store complete with
-    the change stream's position the run started from, so the next refresh can work on its scope
-    alone and read the changes since."""
+    where the next refresh resumes the change stream (`resume_after_run`), so it can work on its
+    scope alone and read only the changes since."""
     written = save_lead_keys(db, run.table_batches(layout.LEAD_KEYS), read_scope(run), dry_run=dry_run)
     if not dry_run:
-        set_key_store_complete(db, True, _plan(run).get("position"))
+        set_key_store_complete(db, True, resume_after_run(db, _plan(run).get("position")))
     return written
 
 
