@@ -201,6 +201,9 @@ def test_a_refresh_works_on_the_changed_leads_and_what_they_tie_to(live, tmp_pat
         for name in COLLECTIONS
     )
     assert written <= 2  # the lead's research run, and its company's merged values at most
+    staged = folder.read_result("normalize")["rows"]
+    assert scope["leads"] > 1 and staged["leads"] == 1  # the others are in the scope for their company's sake
+    assert staged["companies"] >= 1 and staged["research_runs"] == 1
     assert db.detected_signals.count_documents({"lead_id": quiet["_migrated_lead_id"]}) == 0
     assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
 

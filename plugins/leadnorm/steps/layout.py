@@ -8,6 +8,7 @@ declare (`leadnorm.transform.columns`).
 from __future__ import annotations
 
 SCOPE = "refresh/scope"  # a refresh's source leads by legacy key, and which of them are gone
+REWRITTEN = "refresh/rewritten"  # the scope's leads (legacy keys) whose lead-level documents a refresh stages
 LEAD_KEYS = "frames/lead_keys"  # each migrated lead's identity keys, for the key store
 
 

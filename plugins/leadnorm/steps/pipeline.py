@@ -57,6 +57,7 @@ from leadnorm.steps.runstore import RunFolder, staging_path
 from leadnorm.steps.scope import (
     Scope,
     find_scope,
+    lead_level_held,
     occupied_outside,
     save_lead_keys,
     stored_for,
@@ -76,6 +77,7 @@ BACKED_UP = [
     CLEANED_COLLECTION,
 ]
 IDS = {"_id": "oid"}
+REWRITTEN_KINDS = {"_id": "key"}  # source leads by legacy key
 LEAD_KEY_SCHEMA = pa.schema([("_id", pa.binary()), ("keys", pa.list_(pa.string()))])
 PARTITION_KEY_SCHEMA = pa.schema([("key", pa.binary())])
 
@@ -187,9 +189,10 @@ def split_step(run: RunFolder, partition: int = 0) -> int:
 
 
 @contextmanager
-def opened_engine(run: RunFolder, *, split: bool = False, frames: bool = False):
+def opened_engine(run: RunFolder, *, split: bool = False, frames: bool = False, rewritten: bool = False):
     """The engine over this run's staged tables (the split ones of every partition, or the final
-    frames), spilling into a private folder of the run that goes with the step."""
+    frames), spilling into a private folder of the run that goes with the step. With `rewritten`,
+    the outcomes are those of what the frames hold: the rejects and the leads rewritten."""
     spill = Path(tempfile.mkdtemp(prefix="leadnorm-engine-"))  # 0700; local even when staging is not
     con = engine.connect(spill)
     try:
@@ -197,7 +200,15 @@ def opened_engine(run: RunFolder, *, split: bool = False, frames: bool = False):
             con.register_filesystem(run.root.fs)
         if split:
             for name, kinds in TABLE_KINDS.items():
-                engine.view(con, name, _files(run, run.table_files(layout.splits(name))), columns.schema(kinds))
+                as_name = "split_outcomes" if rewritten and name == "outcomes" else name
+                engine.view(con, as_name, _files(run, run.table_files(layout.splits(name))), columns.schema(kinds))
+        if rewritten:
+            rewritten_files = _files(run, [str(run.table_path(layout.REWRITTEN))])
+            engine.view(con, "rewritten", rewritten_files, columns.schema(REWRITTEN_KINDS))
+            con.execute(
+                "CREATE OR REPLACE VIEW outcomes AS SELECT * FROM split_outcomes "
+                "WHERE outcome <> 'migrated' OR _id IN (SELECT _id FROM rewritten)"
+            )
         if frames:
             for name, kinds in dedupe.FINAL_KINDS.items():
                 engine.view(con, name, _files(run, [str(run.table_path(layout.frame(name)))]), columns.schema(kinds))
@@ -237,8 +248,11 @@ def resolve_step(run: RunFolder, db: Database | None = None) -> dict:
             else:
                 dedupe.no_kept_ids(con, kind)
         dedupe.link_leads(con)
+        narrowed = db is not None and found is not None
+        if narrowed:
+            _stage_rewritten(con, db, run, found)
         rows = {}
-        for name, batches in dedupe.collections(con).items():
+        for name, batches in dedupe.collections(con, rewritten=narrowed).items():
             rows[name] = run.write_table(layout.frame(name), batches, columns.schema(dedupe.FINAL_KINDS[name]))
         run.write_table(layout.LEAD_KEYS, dedupe.lead_keys(con), LEAD_KEY_SCHEMA)
         outcomes = dict(con.execute("SELECT coalesce(reject_reason, ''), count(*) FROM outcomes GROUP BY 1").fetchall())
@@ -320,9 +334,9 @@ def _stage_scope_references(con: duckdb.DuckDBPyConnection, db: Database, run: R
     """The same over a refresh's scope: what its leads hold is read before any write and staged
     (the load compares and prunes only those documents); ids that leads outside it hold are
     never given out (`occupied`)."""
-    stored = stored_for(db, found)
-    for name, ids in stored.related.items():
-        run.write_table(layout.related(name), columns.table([{"_id": i} for i in ids], IDS), columns.schema(IDS))
+    stored = stored_for(db, found, leads=())  # the lead-level documents once the leads rewritten are known
+    for name in ("companies", "personas", "technographics"):
+        _write_ids(run, layout.related(name), stored.related[name])
     refs = [
         {"lead_id": lead, "company_id": company, "persona_id": persona}
         for lead, company, persona in stored.refs[["_id", "company_id", "persona_id"]].itertuples(
@@ -345,6 +359,38 @@ def _stage_scope_references(con: duckdb.DuckDBPyConnection, db: Database, run: R
     return bool(refs or occupied)
 
 
+def _stage_rewritten(con: duckdb.DuckDBPyConnection, db: Database, run: RunFolder, found: Scope) -> None:
+    """Of the scope's leads, those whose lead-level documents change (`rewritten`): the new and
+    changed ones, and those whose company or persona id moved. The other leads are in the scope
+    for their companies' and personas' sake; their documents stay as they are, and are neither
+    staged nor read. Stages what the rewritten (and the gone) leads hold before the run writes."""
+    con.register("scope_seeds", pa.table({"key": pa.array(sorted(found.seeds), pa.binary())}))
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE rewritten AS
+        SELECT l.legacy_lead_id, l._id FROM leads l
+        LEFT JOIN stored_refs s ON s.lead_id = l._id
+        LEFT JOIN company_by_lead c ON c.legacy_lead_id = l.legacy_lead_id
+        LEFT JOIN persona_by_lead p ON p.legacy_lead_id = l.legacy_lead_id
+        WHERE l.legacy_lead_id IN (SELECT key FROM scope_seeds) OR s.lead_id IS NULL
+            OR s.company_id IS DISTINCT FROM c.company_id OR s.persona_id IS DISTINCT FROM p.persona_id
+        """
+    )
+    con.unregister("scope_seeds")
+    keys = con.sql("SELECT legacy_lead_id AS _id FROM rewritten ORDER BY 1").to_arrow_table()
+    run.write_table(layout.REWRITTEN, keys.cast(columns.schema(REWRITTEN_KINDS)), columns.schema(REWRITTEN_KINDS))
+    held = con.execute(  # a stored lead no longer produced (gone, or rejected now) is stale with all it holds
+        "SELECT lead_id FROM stored_refs WHERE lead_id IN (SELECT _id FROM rewritten) "
+        "OR lead_id NOT IN (SELECT _id FROM leads)"
+    ).fetchall()
+    for name, ids in lead_level_held(db, [ObjectId(row[0]) for row in held]).items():
+        _write_ids(run, layout.related(name), ids)
+
+
+def _write_ids(run: RunFolder, name: str, ids: list) -> None:
+    run.write_table(name, columns.table([{"_id": i} for i in ids], IDS), columns.schema(IDS))
+
+
 def read_scope(run: RunFolder) -> Scope | None:
     """The run's refresh scope, or None when it covers the whole source."""
     return Scope.from_table(run.read_table(layout.SCOPE)) if run.read_result(layout.Results.SCOPE) else None
@@ -354,7 +400,7 @@ def validate_step(run: RunFolder, *, dry_run: bool = False) -> dict:
     """The Great Expectations gate: raises before any write when a critical expectation fails."""
     from leadnorm.quality.validate import run_gate_on_staged
 
-    with opened_engine(run, split=True, frames=True) as con:
+    with opened_engine(run, split=True, frames=True, rewritten=read_scope(run) is not None) as con:
         result = run_gate_on_staged(con, run_name=run.root.name, dry_run=dry_run)
     log.info("%s", result.log_line())
     run.write_result(
@@ -452,7 +498,12 @@ def mark_step(db: Database, run: RunFolder, *, dry_run: bool = False, batch_size
 def verify_step(db: Database, run: RunFolder) -> VerifyReport:
     found = read_scope(run)
     with opened_engine(run, frames=True) as con:
-        report = verify(db, con) if found is None else verify_scope(db, con, found)
+        if found is None:
+            report = verify(db, con)
+        else:  # the lead-level documents of the leads the run rewrote (held before, or written)
+            leads = {*run.read_table(layout.related("leads"))["_id"].to_pylist()}
+            leads |= {*run.read_table(layout.frame("leads"), ["_id"])["_id"].to_pylist()}
+            report = verify_scope(db, con, found, [ObjectId(i) for i in leads])
     log.info("%s", report.render())
     run.write_result(layout.Results.VERIFY, {"ok": report.ok, "text": report.render()})
     return report

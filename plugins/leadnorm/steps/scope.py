@@ -5,7 +5,10 @@ only among leads tied to it by identity keys (`leadnorm.transform.keys`). The sc
 closure of the changed leads over those keys, before and after the change, kept in
 `migration_lead_keys` (`{_id: legacy_key, keys: [...]}`). Resolving the
 scope alone gives its documents what resolving the whole source would; nothing outside it
-can change. So a refresh reads and writes in proportion to what changed.
+can change. Of the scope's leads, only the changed ones, and those whose company or persona id
+moves, get their lead-level documents staged, loaded and verified (`Scope.seeds`); the others
+are there for their companies' and personas' values. So a refresh reads and writes in
+proportion to what changed.
 
 The key store is trusted only when the run that last wrote normalized documents finished
 and recorded it complete; otherwise (the first run, a run that died, a rollback since) the
@@ -52,10 +55,12 @@ def leads_referencing(db: Database, column: str, ids: Iterable, projection: dict
 
 @dataclass
 class Scope:
-    """Source leads by `legacy_key`: those to re-resolve, and those whose source went."""
+    """Source leads by `legacy_key`: those to re-resolve, those whose source went, and the changed
+    ones among them (new or changed: the others are there for their companies and personas)."""
 
     leads: frozenset[bytes]
     gone: frozenset[bytes]
+    seeds: frozenset[bytes] = frozenset()
 
     @property
     def all(self) -> frozenset[bytes]:
@@ -64,14 +69,19 @@ class Scope:
     def to_table(self) -> pa.Table:
         keys = sorted(self.leads) + sorted(self.gone)
         return pa.table(
-            {"key": pa.array(keys, pa.binary()), "gone": pa.array([k in self.gone for k in keys], pa.bool_())}
+            {
+                "key": pa.array(keys, pa.binary()),
+                "gone": pa.array([k in self.gone for k in keys], pa.bool_()),
+                "seed": pa.array([k in self.seeds for k in keys], pa.bool_()),
+            }
         )
 
     @classmethod
     def from_table(cls, table: pa.Table) -> Scope:
-        keys, gone = table["key"].to_pylist(), table["gone"].to_pylist()
+        keys, gone, seed = (table[name].to_pylist() for name in ("key", "gone", "seed"))
         went = {key for key, flag in zip(keys, gone) if flag}
-        return cls(frozenset(set(keys) - went), frozenset(went))
+        seeds = {key for key, flag in zip(keys, seed) if flag}
+        return cls(frozenset(set(keys) - went), frozenset(went), frozenset(seeds))
 
 
 # --- the key store ------------------------------------------------------------------------
@@ -181,7 +191,7 @@ def find_scope(db: Database, changes: Changes) -> Scope:
                     reached.update(keys_of[member])
         frontier = reached - seen
         seen |= frontier
-    return Scope(frozenset(members - changes.gone), frozenset(changes.gone))
+    return Scope(frozenset(members - changes.gone), frozenset(changes.gone), frozenset(changes.new | changes.changed))
 
 
 # --- what the scope's leads hold now ---------------------------------------------------------
@@ -200,25 +210,35 @@ def _ids_by(db: Database, collection: str, field: str, values: Iterable) -> list
     return [doc["_id"] for part in in_chunks(values) for doc in db[collection].find({field: {"$in": part}}, {"_id": 1})]
 
 
-def stored_for(db: Database, scope: Scope) -> Stored:
+def stored_for(db: Database, scope: Scope, leads: Iterable | None = None) -> Stored:
+    """What the scope's leads hold: their references, the companies and personas (and those
+    companies' technographics) they point at, and the lead-level documents of the normalized
+    leads `leads` (None: of all of them; a refresh rewrites only those whose documents change)."""
     rows = [
         {"_id": lead["_id"], "company_id": lead.get("company_id"), "persona_id": lead.get("persona_id")}
         for lead in normalized_leads_of(db, scope.all, {"company_id": 1, "persona_id": 1, "legacy_lead_id": 1})
     ]
     refs = pd.DataFrame(rows, columns=["_id", "company_id", "persona_id"], dtype=object)
-    leads = list(refs["_id"])
-    related = {"leads": leads}
+    related = {}
     counts = {}
     for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
         ids = sorted({i for i in refs[column] if i is not None}, key=str)
         related[collection] = ids
         counts[column] = Counter(lead[column] for lead in leads_referencing(db, column, ids))
     related["technographics"] = _ids_by(db, "technographics", "company_id", related["companies"])
+    wanted = None if leads is None else set(leads)
+    related.update(lead_level_held(db, [i for i in refs["_id"] if wanted is None or i in wanted]))
+    return Stored(related, refs, counts)
+
+
+def lead_level_held(db: Database, leads: Iterable) -> dict[str, list]:
+    """The stored documents that hang off these normalized leads, by collection."""
+    related = {"leads": sorted(set(leads), key=str)}
     for collection in ("research_runs", "detected_signals", "icp_scores"):
-        related[collection] = _ids_by(db, collection, "lead_id", leads)
+        related[collection] = _ids_by(db, collection, "lead_id", related["leads"])
     related["citations"] = _ids_by(db, "citations", "research_run_id", related["research_runs"])
     related["icp_factor_breakdowns"] = _ids_by(db, "icp_factor_breakdowns", "icp_score_id", related["icp_scores"])
-    return Stored(related, refs, counts)
+    return related
 
 
 def occupied_outside(db: Database, scope: Scope, column: str, candidates: Iterable) -> set:

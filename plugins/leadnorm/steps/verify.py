@@ -184,10 +184,11 @@ def _existing(db: Database, collection: str, ids: set) -> set:
     return {doc["_id"] for part in in_chunks(ids) for doc in db[collection].find({"_id": {"$in": part}}, {"_id": 1})}
 
 
-def verify_scope(db: Database, con: duckdb.DuckDBPyConnection, scope: Scope) -> VerifyReport:
-    """The same checks over a refresh's scope only: its source leads, the documents they hold
-    now, and where those documents' references lead. What lies outside the scope was verified
-    when it was written and nothing has touched it since. (The scope's frames are its size.)"""
+def verify_scope(db: Database, con: duckdb.DuckDBPyConnection, scope: Scope, leads: list) -> VerifyReport:
+    """The same checks over a refresh's scope only: its source leads, the companies and personas
+    they hold now, the lead-level documents of the normalized `leads` it rewrote, and where those
+    documents' references lead. What lies outside was verified when it was written and nothing
+    has touched it since. (The scope's frames are its size.)"""
     report = VerifyReport(scope=f"refresh scope: {len(scope.leads)} source leads, {len(scope.gone)} gone")
     nested = {
         legacy_key(doc["_id"]): is_marked(doc)
@@ -197,7 +198,7 @@ def verify_scope(db: Database, con: duckdb.DuckDBPyConnection, scope: Scope) -> 
     _reconcile(report, nested, rejected)
     report.unaccounted += len(rejected - nested.keys())  # a reject whose source went
 
-    held = stored_for(db, scope).related
+    held = stored_for(db, scope, leads).related
     wanted = {
         name: {ObjectId(row[0]) for row in con.execute(f"SELECT _id FROM {name}").fetchall()} for name in COLLECTIONS
     }

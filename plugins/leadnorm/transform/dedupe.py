@@ -338,7 +338,7 @@ def _with_id(relation: duckdb.DuckDBPyRelation) -> pa.Schema:
     return relation.limit(0).to_arrow_table().schema.append(pa.field("_id", pa.binary(12)))
 
 
-def linked_rows(con: duckdb.DuckDBPyConnection, name: str, rows: int = 10_000):
+def linked_rows(con: duckdb.DuckDBPyConnection, name: str, rows: int = 10_000, where: str = "true"):
     """Leads or research runs, in `_id` order, with the company and persona of their source lead,
     their documents put together (`leadnorm.transform.documents.linked`)."""
     kinds = FINAL_KINDS[name]
@@ -347,7 +347,7 @@ def linked_rows(con: duckdb.DuckDBPyConnection, name: str, rows: int = 10_000):
         SELECT t.*, c.company_id, p.persona_id FROM {name} t
         LEFT JOIN company_by_lead c ON c.legacy_lead_id = t.legacy_lead_id
         LEFT JOIN persona_by_lead p ON p.legacy_lead_id = t.legacy_lead_id
-        ORDER BY t._id
+        WHERE {where} ORDER BY t._id
         """
     )
     for batch in relation.to_arrow_reader(rows):
@@ -363,10 +363,10 @@ def linked_rows(con: duckdb.DuckDBPyConnection, name: str, rows: int = 10_000):
         yield pa.record_batch([columns[n].cast(TYPES[kinds[n]]) for n in kinds], schema=schema(kinds))
 
 
-def sorted_rows(con: duckdb.DuckDBPyConnection, name: str, rows: int = 10_000):
+def sorted_rows(con: duckdb.DuckDBPyConnection, name: str, rows: int = 10_000, where: str = "true"):
     """A lead-level collection split made final, in `_id` order."""
     kinds = FINAL_KINDS[name]
-    relation = con.sql(f"SELECT {', '.join(kinds)} FROM {name} ORDER BY _id")
+    relation = con.sql(f"SELECT {', '.join(kinds)} FROM {name} t WHERE {where} ORDER BY _id")
     for batch in relation.to_arrow_reader(rows):
         yield pa.record_batch([batch.column(n).cast(TYPES[kinds[n]]) for n in kinds], schema=schema(kinds))
 
@@ -405,13 +405,26 @@ def resolve(con: duckdb.DuckDBPyConnection, *, stored: bool = False) -> None:
     link_leads(con)
 
 
-def collections(con: duckdb.DuckDBPyConnection, rows: int = 10_000) -> dict:
-    """The nine collections, each as record batches in `_id` order (after `resolve`)."""
+# Where a lead-level document belongs to a lead of `rewritten(legacy_lead_id, _id)`.
+_OF_REWRITTEN = {
+    "leads": "t.legacy_lead_id IN (SELECT legacy_lead_id FROM rewritten)",
+    "research_runs": "t.legacy_lead_id IN (SELECT legacy_lead_id FROM rewritten)",
+    "citations": "t.research_run_id IN (SELECT r._id FROM research_runs r JOIN rewritten USING (legacy_lead_id))",
+    "detected_signals": "t.lead_id IN (SELECT _id FROM rewritten)",
+    "icp_scores": "t.lead_id IN (SELECT _id FROM rewritten)",
+    "icp_factor_breakdowns": "t.icp_score_id IN (SELECT s._id FROM icp_scores s JOIN rewritten w ON w._id = s.lead_id)",
+}
+
+
+def collections(con: duckdb.DuckDBPyConnection, rows: int = 10_000, *, rewritten: bool = False) -> dict:
+    """The nine collections, each as record batches in `_id` order (after `resolve`); with
+    `rewritten`, the lead-level ones only of the leads in the engine's `rewritten` table."""
+    where = {name: _OF_REWRITTEN[name] if rewritten else "true" for name in LEAD_LEVEL}
     return {
         "companies": companies(con, rows),
         "personas": personas(con, rows),
-        "leads": linked_rows(con, "leads", rows),
+        "leads": linked_rows(con, "leads", rows, where["leads"]),
         "technographics": technographics(con, rows),
-        "research_runs": linked_rows(con, "research_runs", rows),
-        **{name: sorted_rows(con, name, rows) for name in LEAD_LEVEL[2:]},
+        "research_runs": linked_rows(con, "research_runs", rows, where["research_runs"]),
+        **{name: sorted_rows(con, name, rows, where[name]) for name in LEAD_LEVEL[2:]},
     }
