@@ -19,6 +19,7 @@ from bson.raw_bson import RawBSONDocument
 from leadnorm.contract import (
     CLEANED_COLLECTION,
     COLLECTION_NAMES,
+    FEED_COLLECTION,
     KEYS_COLLECTION,
     NORMALIZED_LEAD,
     REJECTS_COLLECTION,
@@ -75,7 +76,8 @@ def test_rollback_restores_the_source_byte_for_byte_and_removes_what_the_migrati
     assert db.leads.count_documents({"_migrated": {"$exists": True}}) == 0
     assert set(db.list_collection_names()) == {"leads"}
     assert result.restored == {"leads": LEADS}
-    assert set(result.dropped) == {*TARGETS, REJECTS_COLLECTION, "migration_locks", CLEANED_COLLECTION, KEYS_COLLECTION}
+    bookkeeping = {REJECTS_COLLECTION, "migration_locks", CLEANED_COLLECTION, KEYS_COLLECTION, FEED_COLLECTION}
+    assert set(result.dropped) == {*TARGETS, *bookkeeping}
     assert rollback(db, folder).dropped == {}, "a rerun finds nothing more to do"
 
 
@@ -92,7 +94,8 @@ def test_rollback_of_a_refresh_brings_the_previous_run_back(migrated, tmp_path):
 
     after = snapshot(db)
     assert KEYS_COLLECTION not in after, "the key store goes: the next refresh resolves everything and rebuilds it"
-    del first_run[KEYS_COLLECTION]
+    assert FEED_COLLECTION not in after, "and the stream's read marks with it: the next refresh scans"
+    del first_run[KEYS_COLLECTION], first_run[FEED_COLLECTION]
     assert after.keys() == first_run.keys()
     for name, (documents, indexes) in first_run.items():
         if name == "leads":  # the 5 new nested leads were in the source when the backup was taken
