@@ -72,13 +72,16 @@ def test_a_folder_that_cannot_be_written_is_named_and_left_clean(db, mongo_uri, 
     backups, staging = tmp_path / "backups", tmp_path / "staging"
     env = {"LEADNORM_STAGING_DIR": str(staging), "LEADNORM_REPORTS_DIR": str(tmp_path / "reports")}
     args = ["migrate", "--uri", mongo_uri, "--db", db.name, "--backup-dir", str(backups), "--skip-validation"]
-    if where == "staging":
+    if where == "backup":  # a file where the backup folder goes (root writes anywhere a mode forbids)
+        backups.write_text("not a folder")
+        run, why = leadnorm(*args, env=env), "Not a directory"
+    else:
         args.append("--dry-run")  # no backup: the run folder is the first thing written
-    run = leadnorm(*args, env=env, preexec_fn=file_size_limit(20_000))
+        run, why = leadnorm(*args, env=env, preexec_fn=file_size_limit(20_000)), "File too large"
     _, err = run.communicate(timeout=300)
     assert run.returncode == 1
     line = err.strip().splitlines()[-1]
-    assert line.startswith("leadnorm: error:") and "File too large" in line, err
+    assert line.startswith("leadnorm: error:") and why in line, err
     folder = backups if where == "backup" else staging
     assert str(folder) in line, line
     assert not list(Path(tmp_path).rglob("*.partial")) and not list(Path(tmp_path).rglob(".*.tmp"))

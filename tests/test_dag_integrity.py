@@ -33,12 +33,12 @@ def test_migration_and_refresh_shape(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     order = [
         "lock",
-        "backup",
         "plan",
         "extract",
         "split",
         "resolve",
         "validate",
+        "backup",
         "load",
         "mark",
         "verify",

@@ -30,7 +30,7 @@ from leadnorm.errors import BackupError
 from leadnorm.steps import pipeline
 from leadnorm.steps.backup import MANIFEST, backup, iter_backup_documents
 from leadnorm.steps.housekeeping import prune_backups
-from leadnorm.steps.rollback import check_backup, latest_backup, rollback
+from leadnorm.steps.rollback import check_backup, check_chain, latest_backup, rollback
 from leadnorm.steps.runstore import RunFolder
 
 LEADS = 300
@@ -304,3 +304,159 @@ def test_a_rollback_killed_anywhere_and_rerun_loses_no_application_data(migrated
     assert sorted(raw_documents(db.leads)) == sorted([doc.raw for doc in source] + [bson.encode(uploaded["leads"][0])])
     assert db.leads.count_documents(NORMALIZED_LEAD) == 0
     assert ROLLBACK_STASH_COLLECTION not in db.list_collection_names()
+
+
+# --- increments: a refresh of a scope backs up what it may change; a rollback replays the chain ---
+
+
+def data_state(db) -> dict:
+    """What a rollback restores byte for byte: the nine collections and the rejects, with indexes."""
+    return {name: value for name, value in snapshot(db).items() if name in {*COLLECTION_NAMES, REJECTS_COLLECTION}}
+
+
+def change_one_lead(db, n: int) -> dict[str, object]:
+    """What the application does between two refreshes: re-research one lead, add one, delete one;
+    returns their ids."""
+    researched = db.leads.find({"lead_input": {"$exists": True}, "research": {"$type": "object"}}).sort("_id", 1)
+    changed = researched[n]["_id"]
+    db.leads.update_one({"_id": changed}, {"$set": {"research.DetectedSignals": [{"type": f"t{n}"}]}})
+    added = db.leads.insert_one(
+        {"lead_input": {"name": f"Added {n}", "email": f"added{n}@example.com", "company": "Acme"}}
+    ).inserted_id
+    gone = db.leads.find({"lead_input": {"$exists": True}}).sort("_id", -1)[n]["_id"]
+    db.leads.delete_one({"_id": gone})
+    return {"changed": changed, "added": added, "gone": gone}
+
+
+@pytest.fixture
+def three_refreshes(migrated, tmp_path):
+    """A migrated database refreshed three times, each after a round of the application's writes:
+    the state before each refresh, the increment each took, and the ids each round wrote."""
+    db, _ = migrated
+    before, increments, rounds = [], [], []
+    for n in range(3):
+        rounds.append(change_one_lead(db, n))
+        before.append(data_state(db))
+        _, folder, report = pipeline.refresh(
+            db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / f"refresh-{n}")
+        )
+        assert report.ok, report.problems()
+        increments.append(latest_backup(tmp_path / "b", db.name))
+    return db, before, increments, rounds
+
+
+def but_the_leads(state: dict, ids: set) -> dict:
+    """`state` without the documents of `leads` with those ids."""
+    documents, indexes = state["leads"]
+    kept = [raw for raw in documents if RawBSONDocument(raw)["_id"] not in ids]
+    return {**state, "leads": (kept, indexes)}
+
+
+def test_a_refresh_of_a_scope_backs_up_only_what_it_may_change(three_refreshes, tmp_path):
+    db, _, increments, _ = three_refreshes
+    backups = sorted((tmp_path / "b").iterdir())
+    assert backups[1:] == increments
+    manifests = [check_backup(folder) for folder in backups]
+    assert [m["kind"] for m in manifests] == ["full", "increment", "increment", "increment"]
+    assert [m["parent"] for m in manifests] == [None, *(folder.name for folder in backups[:-1])]
+    for manifest in manifests[1:]:
+        assert set(manifest["collections"]) == {*COLLECTION_NAMES, REJECTS_COLLECTION} == set(manifest["touched"])
+        backed_up = manifest["collections"]["leads"]["documents"]
+        assert 2 <= backed_up < LEADS / 4, "the scope's leads and theirs, not the whole source"
+        assert manifest["touched"]["leads"]["documents"] >= backed_up  # a new lead's ids: touched, nothing before
+
+
+def test_rollback_of_the_last_refresh_is_byte_identical(three_refreshes):
+    db, before, increments, _ = three_refreshes
+    result = rollback(db, increments[-1])
+    assert data_state(db) == before[-1]
+    assert result.replayed == [f"{increments[-1].name} (increment)"] and result.set_aside == []
+    assert KEYS_COLLECTION in result.dropped, "the next refresh resolves everything and rebuilds the key store"
+
+
+def test_rollback_over_a_chain_of_three_refreshes_replays_them_in_reverse(three_refreshes):
+    """Every document the runs wrote since the backup is back byte for byte; the nested leads the
+    application wrote since stay as it wrote them (a rollback undoes the runs, not the application),
+    with the marks they had then: the next refresh migrates them again."""
+    db, before, increments, rounds = three_refreshes
+    result = rollback(db, increments[0])
+    later = {lead_id for written in rounds[1:] for lead_id in written.values()}
+    assert but_the_leads(data_state(db), later) == but_the_leads(before[0], later)
+    for n, written in enumerate(rounds[1:], start=1):
+        assert db.leads.find_one({"_id": written["changed"]})["research"]["DetectedSignals"] == [{"type": f"t{n}"}]
+        assert db.leads.find_one({"_id": written["added"]}, {"_migrated": 1}) == {"_id": written["added"]}
+        assert db.leads.find_one({"_id": written["gone"]}) is None
+    assert result.replayed == [f"{folder.name} (increment)" for folder in reversed(increments)]
+    assert result.set_aside == [str(folder) + ".undone" for folder in increments[1:]]
+    assert latest_backup(increments[0].parent, db.name) == increments[0], "the undone runs' backups: in no chain"
+    again = data_state(db)
+    assert rollback(db, increments[0]).replayed == [f"{increments[0].name} (increment)"]
+    assert data_state(db) == again, "a rerun changes nothing"
+
+
+def test_a_refresh_after_a_rollback_resolves_the_whole_source(three_refreshes, tmp_path):
+    db, _, increments, _ = three_refreshes
+    rollback(db, increments[1])
+    _, folder, report = pipeline.refresh(
+        db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "after")
+    )
+    assert report.ok and folder.read_result("scope") is None, "no trusted key store after a rollback: the whole source"
+    manifest = check_backup(latest_backup(tmp_path / "b", db.name))
+    assert manifest["kind"] == "full" and manifest["parent"] == increments[1].name, "its own run undone, not it"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda increments: shutil.rmtree(increments[1]), "a broken chain: its parent is"),
+        (lambda increments: flip_a_byte(increments[2] / "touched" / "leads.bson", 10), "touched/leads.bson: sha256"),
+        (lambda increments: truncate(next((increments[1]).glob("*/personas.bson"))), "personas.bson: "),
+    ],
+    ids=["missing-link", "altered-ids", "truncated-documents"],
+)
+def test_a_broken_chain_is_refused_before_anything_changes(three_refreshes, damage, message):
+    db, _, increments, _ = three_refreshes
+    damage(increments)
+    now = snapshot(db)
+    with pytest.raises(BackupError, match=message) as refused:
+        rollback(db, increments[0])
+    assert "\n" not in str(refused.value)
+    assert snapshot(db) == now
+
+
+def test_retention_keeps_every_chain_restorable(three_refreshes, tmp_path):
+    db, before, increments, _ = three_refreshes
+    pre_migration = sorted((tmp_path / "b").iterdir())[0]
+    removed = prune_backups(tmp_path / "b", db.name, keep=2)
+    assert removed == [increments[0]]
+    assert sorted((tmp_path / "b").iterdir()) == [pre_migration, *increments[1:]]
+    for folder in [pre_migration, *increments[1:]]:
+        check_chain(folder)
+    rollback(db, increments[2])
+    assert data_state(db) == before[2]
+
+
+def test_a_rollback_killed_in_the_middle_of_a_chain_and_rerun_ends_where_it_should(three_refreshes, monkeypatch):
+    """Killed at its worst moment: the second increment's first collection deleted, nothing put back."""
+    db, _, increments, _ = three_refreshes
+    from leadnorm.steps import rollback as module
+
+    read = module.iter_backup_documents
+
+    def killed_in_the_second(folder, name):
+        if folder == increments[1]:
+            raise Killed
+        return read(folder, name)
+
+    monkeypatch.setattr(module, "iter_backup_documents", killed_in_the_second)
+    with pytest.raises(Killed):
+        rollback(db, increments[0])
+    killed = data_state(db)
+    monkeypatch.undo()
+    rollback(db, increments[0])
+    done = data_state(db)
+    assert done != killed
+    for folder in increments[1:]:  # as one rollback that was never killed would have left it
+        folder.with_name(folder.name + ".undone").rename(folder)
+    rollback(db, increments[0])
+    assert data_state(db) == done

@@ -46,6 +46,7 @@ MARKERS = (MIGRATED, MIGRATED_LEAD_ID, MIGRATED_FINGERPRINT, MIGRATED_DISPLACED)
 CLEANED_COLLECTION = "migration_cleaned"  # source leads deleted by cleanup: their normalized leads stay
 LOCKS_COLLECTION = "migration_locks"  # one lease lock per database: one run at a time
 KEYS_COLLECTION = "migration_lead_keys"  # each migrated lead's identity keys: a refresh's scope
+STATE_ID = "state"  # the key store's one other document: what the last run leaves the next (steps/runstate.py)
 FEED_COLLECTION = "migration_feed"  # where the AssetWatcher stopped reading the change stream; a read's mark
 
 COLLECTION_NAMES = (  # load order: referenced collections first

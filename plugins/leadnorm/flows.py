@@ -3,11 +3,11 @@
 Both run the steps of `leadnorm.steps.runplan.STEPS`, the plan `python -m leadnorm migrate|refresh`
 runs in one process: here each step is a task, a step over partitions (extract, split: one per
 partition of the source's `_id` range) or over collections (load) a mapped task, between a lock
-task and an unlock teardown. Tasks pass references through XCom (the run folder's path, the lock's
-token, partition numbers), never data; library imports stay inside the tasks, so parsing a DAG
-file stays cheap. The lock spans the whole run: the first task takes it (or, for a scheduled
-refresh, skips the slot when a manual run holds it), every task renews it, the last releases it
-whatever happened. The verify task emits one Asset event per collection.
+task and an unlock teardown. Tasks pass references through XCom (the lock's token with the run
+folder's path, partition numbers), never data; library imports stay inside the tasks, so parsing a
+DAG file stays cheap. The lock spans the whole run: the first task takes it (or, for a scheduled
+refresh, skips the slot when a manual run holds it) and names the run folder, every task renews
+it, the last releases it whatever happened. The verify task emits one Asset event per collection.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         changed: with nothing changed, or a manual run holding the lock, it skips the run."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from leadnorm.airflow_support import mongo_database
+        from leadnorm.airflow_support import mongo_database, run_folder
         from leadnorm.errors import LockHeld
         from leadnorm.mongo import require_source
         from leadnorm.steps.lock import acquire
@@ -69,32 +69,31 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
             if nothing_changed(db, changes, dry_run=params["dry_run"]):
                 release(db, held)
                 raise AirflowSkipException(f"{changes.render()}: nothing to write")
-        return held.to_dict()
+        return {**held.to_dict(), "run_root": str(run_folder(dag_run.dag_id, dag_run.run_id).root)}
 
-    def resources(held: dict, run_root: str | None, dag_run, params):
+    def resources(held: dict, params):
         """A task's resources: the database with the run's lease renewed (a task that lost the lock
-        stops here), the run folder (the first step makes it from the run's ids), the run's params."""
-        from leadnorm.airflow_support import mongo_database, run_folder
+        stops here), the run folder the lock task made, the run's params."""
+        from leadnorm.airflow_support import mongo_database
         from leadnorm.steps.lock import renew
         from leadnorm.steps.runplan import Resources, Settings
         from leadnorm.steps.runstore import RunFolder
 
         db = mongo_database()
         renew(db, held, LOCK_LEASE_S)
-        run = RunFolder.at(run_root) if run_root else run_folder(dag_run.dag_id, dag_run.run_id)
-        return Resources(db, run, Settings.from_params(params, refresh=kind == "refresh"))
+        return Resources(db, RunFolder.at(held["run_root"]), Settings.from_params(params, refresh=kind == "refresh"))
 
     def step_task(step: Step):
-        """The step as a task; mapped, it returns its item, else the run folder (plan: the partitions)."""
+        """The step as a task; mapped, it returns its item; plan returns the partitions."""
 
-        def run_step(held: dict, run_root: str | None = None, item=None, dag_run=None, params=None):
-            res = resources(held, run_root, dag_run, params)
+        def run_step(held: dict, item=None, params=None):
+            res = resources(held, params)
             if step.over is not None:
                 get_current_context()["item"] = item  # for the map index's name
             result = step.run(res, item)
             if step.over is not None:
                 return item
-            return result if step.gives_partitions else str(res.run.root)
+            return result if step.gives_partitions else None
 
         return task(
             run_step,
@@ -106,7 +105,7 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
 
     def verify_task(step: Step):
         @task(task_id=step.name, retries=step.retries, doc_md=step.doc, outlets=list(assets.values()))
-        def verify(held: dict, run_root: str, dag_run=None, params=None, outlet_events=None) -> str:
+        def verify(held: dict, dag_run=None, params=None, outlet_events=None) -> None:
             """Fails the run unless every nested lead is accounted for and every reference resolves;
             then emits one event per collection with its row count and what the run wrote."""
             import logging
@@ -117,7 +116,7 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
             from leadnorm.steps import layout
             from leadnorm.steps.summary import save_summary, summary
 
-            res = resources(held, run_root, dag_run, params)
+            res = resources(held, params)
             report = step.run(res)
             text = summary(res.run, dry_run=res.settings.dry_run)
             saved = save_summary(text, f"{dag_run.dag_id}/{dag_run.run_id}")
@@ -133,12 +132,11 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
             emit_asset_events(
                 outlet_events, assets, {name: {**e, "dry_run": res.settings.dry_run} for name, e in extras.items()}
             )
-            return run_root
 
         return verify
 
     @task(retries=2)
-    def remove_run_folder(run_root: str, held: dict) -> None:
+    def remove_run_folder(held: dict) -> None:
         """Only after a successful run (a failed one keeps its folder for the retry); backups of
         this database are pruned to the last 10 then, the one before its first migration kept."""
 
@@ -146,7 +144,7 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         from leadnorm.steps.housekeeping import prune_backups
         from leadnorm.steps.runstore import RunFolder
 
-        RunFolder.at(run_root).remove()
+        RunFolder.at(held["run_root"]).remove()
         prune_backups(backups_dir(), held["database"])
 
     @task(retries=2)
@@ -159,21 +157,20 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
         release(mongo_database(), held)
 
     held = lock()
-    previous, run_root, partitions = held, None, None
+    previous, partitions = held, None
     for step in STEPS:
         make = verify_task(step) if step.name == "verify" else step_task(step)
         if step.over == "partitions":
-            current = make.partial(held=held, run_root=run_root).expand(item=partitions)
+            current = make.partial(held=held).expand(item=partitions)
             partitions = current  # the next step over partitions maps over what this one did
         elif step.over == "collections":
-            current = make.partial(held=held, run_root=run_root).expand(item=list(COLLECTION_NAMES))
+            current = make.partial(held=held).expand(item=list(COLLECTION_NAMES))
         else:
-            current = make(held, run_root) if run_root is not None else make(held)
+            current = make(held)
         if step.gives_partitions:
             partitions = current
-        run_root = run_root if run_root is not None else current  # the first step makes the run folder
         previous >> current
         previous = current
-    done = remove_run_folder(run_root, held)
+    done = remove_run_folder(held)
     previous >> done
     done >> unlock(held).as_teardown(setups=held)

@@ -26,10 +26,12 @@ from pymongo.errors import (
 from leadnorm.config import database_from_uri, mask_uri, uri_hosts
 from leadnorm.contract import (
     DEFAULT_DB,
+    KEYS_COLLECTION,
     NESTED_FIELD,
     NESTED_LEAD,
     NORMALIZED_LEAD,
     SOURCE_COLLECTION,
+    STATE_ID,
     is_normalized_lead,
     legacy_key,
 )
@@ -200,6 +202,8 @@ def require_source(db: Database) -> None:
     name then fails before any backup or write, instead of creating nine empty collections."""
     if not db.list_collection_names(filter={"name": SOURCE_COLLECTION}):
         raise SourceError(f"database {db.name!r} has no {SOURCE_COLLECTION} collection: check the database name (--db)")
+    if db[KEYS_COLLECTION].find_one({"_id": STATE_ID}, {"_id": 1}) is not None:
+        return  # a run of ours finished or started here: no need to look for a lead (after cleanup, a long scan)
     leads = db[SOURCE_COLLECTION]
     if leads.find_one(NESTED_LEAD, {"_id": 1}) is None and leads.find_one(NORMALIZED_LEAD, {"_id": 1}) is None:
         raise SourceError(

@@ -163,20 +163,35 @@ def release_unique_keys(db: Database, name: str, keys: Iterable[pa.RecordBatch],
     """Free every unique key the staged documents give to an id other than the one storing it now
     (`keys`: batches of `_id` and the natural key columns; a key is unique among the staged ones,
     so each batch is looked up alone)."""
-    unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name)
-    if not (unset or delete) or db[name].estimated_document_count() == 0:
-        return 0
+    unset = _RELEASED_BY_UNSET.get(name, ())
     released = 0
+    for fields, clashing in key_clashes(db, name, keys):
+        released += len(clashing)
+        if dry_run:
+            continue
+        for ids in in_chunks(sorted(clashing, key=str)):
+            if len(fields) == 1 and fields[0] in unset:
+                db[name].update_many({"_id": {"$in": ids}}, {"$unset": {fields[0]: ""}})
+            else:
+                db[name].delete_many({"_id": {"$in": ids}})
+    return released
+
+
+def key_clashes(db: Database, name: str, keys: Iterable[pa.RecordBatch]) -> Iterator[tuple[tuple, set]]:
+    """Per batch of `keys` and unique key of `name`: the stored documents holding a key value that the
+    staged documents give to another id (what `release_unique_keys` unsets or deletes)."""
+    unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name)
+    if not (unset or delete):
+        return
     kinds = KINDS[name]
     for batch in keys:
         data = pa.Table.from_batches([batch])
         values_of = {column: values(data[column], kinds[column]) for column in data.column_names}
         for fields in [(f,) for f in unset] + ([delete] if delete else []):
-            released += _release(db, name, fields, values_of, unset, dry_run=dry_run)
-    return released
+            yield fields, _clashing(db, name, fields, values_of)
 
 
-def _release(db: Database, name: str, fields: tuple, values_of: dict, unset: tuple, *, dry_run: bool) -> int:
+def _clashing(db: Database, name: str, fields: tuple, values_of: dict) -> set:
     wanted = {}  # the key's BSON (any type, hashable) -> (its values, the id the frame gives it)
     for row_id, *row in zip(values_of["_id"], *(values_of[f] for f in fields)):
         if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in row):
@@ -190,13 +205,7 @@ def _release(db: Database, name: str, fields: tuple, values_of: dict, unset: tup
         for doc in db[name].find(query, {f: 1 for f in fields}):  # a key field: owned documents only
             if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
                 clashing.add(doc["_id"])
-    if clashing and not dry_run:
-        for ids in in_chunks(sorted(clashing, key=str)):
-            if len(fields) == 1 and fields[0] in unset:
-                db[name].update_many({"_id": {"$in": ids}}, {"$unset": {fields[0]: ""}})
-            else:
-                db[name].delete_many({"_id": {"$in": ids}})
-    return len(clashing)
+    return clashing
 
 
 def natural_key_columns(name: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The migration as steps over a run folder: backup, plan, extract, split, resolve, validate, load,
+"""The migration as steps over a run folder: plan, extract, split, resolve, validate, backup, load,
 mark, prune, keys, verify.
 
 Each step reads what the previous one left in the run folder (`leadnorm.steps.layout`) and
@@ -31,19 +31,27 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from leadnorm.config import backups_dir
-from leadnorm.contract import CLEANED_COLLECTION, NESTED_FIELD, REJECT_REASONS, REJECTS_COLLECTION, SOURCE_COLLECTION
+from leadnorm.contract import (
+    CLEANED_COLLECTION,
+    NESTED_FIELD,
+    REJECT_REASONS,
+    REJECTS_COLLECTION,
+    SOURCE_COLLECTION,
+    legacy_key,
+)
 from leadnorm.errors import StagingError
 from leadnorm.mongo import retry_transient, split_bson
 from leadnorm.schema import COLLECTIONS
 from leadnorm.source import MARK_KINDS
 from leadnorm.steps import extract, layout
 from leadnorm.steps.allocation import bulk_allocation
-from leadnorm.steps.backup import backup
+from leadnorm.steps.backup import backup, backup_increment
 from leadnorm.steps.changes import Changes, detect_changes, nothing_changed
 from leadnorm.steps.feed import current_position, resume_after_run
 from leadnorm.steps.load import (
     build_indexes_after_load,
     ensure_indexes,
+    key_clashes,
     load_collection,
     natural_key_columns,
     release_unique_keys,
@@ -83,14 +91,44 @@ PARTITION_KEY_SCHEMA = pa.schema([("key", pa.binary())])
 
 
 def backup_step(db: Database, run: RunFolder, backup_dir: Path | None = None) -> Path:
-    """Once per run: a rerun of the run keeps its first backup, taken before any of its writes."""
+    """Once per run, before its first write (a rerun of the run keeps its first backup): of a scope's
+    run, an increment of what it may change (`touched`); of any other, a full backup."""
     taken = run.read_result(layout.Results.BACKUP)
     if taken and Path(taken["folder"]).exists():
         return Path(taken["folder"])
-    folder = backup(db, backup_dir or backups_dir(), BACKED_UP)
+    directory = backup_dir or backups_dir()
+    found = read_scope(run)
+    if found is None:
+        folder = backup(db, directory, BACKED_UP)
+    else:
+        folder = backup_increment(db, directory, touched(db, run, found))
     log.info("backup: %s", folder)
     run.write_result(layout.Results.BACKUP, {"folder": str(folder)})
     return folder
+
+
+def scope_ids(run: RunFolder, collection: str) -> set[ObjectId]:
+    """The documents of `collection` a scope's run compares, writes or deletes: those its leads held
+    before the run, and those it staged."""
+    held = run.read_table(layout.related(collection))["_id"].to_pylist()
+    staged = run.read_table(layout.frame(collection), ["_id"])["_id"].to_pylist()
+    return {ObjectId(i) for i in (*held, *staged)}
+
+
+def touched(db: Database, run: RunFolder, found: Scope) -> dict[str, set[bytes]]:
+    """Every id a scope's run may write or delete, by collection, as legacy keys: in each of the nine,
+    its `scope_ids` and the stored documents a staged unique key is taken from; in `leads` also the
+    source leads it marks; in `migration_rejects`, its leads'."""
+    ids: dict[str, set[bytes]] = {}
+    for name in COLLECTIONS:
+        found_ids = scope_ids(run, name)
+        for _, clashing in key_clashes(db, name, run.table_batches(layout.frame(name), natural_key_columns(name))):
+            found_ids |= clashing
+        ids[name] = {legacy_key(i) for i in found_ids}
+    for partition in range(_plan(run)["partitions"]):
+        ids[SOURCE_COLLECTION] |= set(run.read_table(layout.marks(partition), ["_id"])["_id"].to_pylist())
+    ids[REJECTS_COLLECTION] = set(found.all)
+    return ids
 
 
 def default_partitions(documents: int) -> int:
@@ -425,19 +463,20 @@ def load_step(
     still fails the index build)."""
     indexes = list(COLLECTIONS[collection].indexes)
     frame = layout.frame(collection)
-    bulk = False
+    scoped = read_scope(run) is not None
+    # A scope's run follows a complete one, so the collection has its indexes (an empty one too); only
+    # a whole-source run asks whether it is empty (one document read: on SecantusDB, a collection scan).
+    empty = not scoped and db[collection].find_one({}, {"_id": 1}) is None
+    bulk = empty and not dry_run
     if not dry_run:
         set_key_store_complete(db, False)  # until the run's last write
-        bulk = db[collection].find_one({}, {"_id": 1}) is None
         if not bulk:
             ensure_indexes(db, collection, indexes)
-    ids = None
-    if read_scope(run) is not None:
-        held = run.read_table(layout.related(collection))["_id"].to_pylist()
-        ids = [ObjectId(i) for i in {*held, *run.read_table(frame, ["_id"])["_id"].to_pylist()}]
-    released = release_unique_keys(
-        db, collection, run.table_batches(frame, natural_key_columns(collection), batch_size), dry_run=dry_run
-    )
+    ids = list(scope_ids(run, collection)) if scoped else None
+    released = 0
+    if not empty:  # an empty collection holds no key to give up
+        keys = run.table_batches(frame, natural_key_columns(collection), batch_size)
+        released = release_unique_keys(db, collection, keys, dry_run=dry_run)
     rows = run.table_batches(frame, ["_id", "document"], batch_size)
     result = load_collection(
         db, collection, rows, run.table_rows(frame), dry_run=dry_run, batch_size=batch_size, ids=ids

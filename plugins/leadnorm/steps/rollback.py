@@ -1,20 +1,27 @@
-"""Rollback: the database as a backup holds it, minus everything the migrations wrote since.
+"""Rollback: the database as it was when a backup was taken, minus the bookkeeping the runs keep.
 
-A backup is checked file by file against its manifest (size, sha256, document count)
-before anything changes: a missing, altered or truncated file refuses the rollback with
-one line naming the file. Then every collection the backup holds is restored byte for
-byte with its indexes (`leads` always; the normalized collections and `migration_rejects`
-too when the backup was taken before a refresh, so the previous run's state comes back),
-and the collections the migrations wrote that the backup does not hold are dropped
-(`migration_lead_keys` among them: the next refresh resolves everything and rebuilds it).
-Normalized leads live in `leads`, so restoring it whole removes those written since.
-A rollback can be rerun: it starts from the backup again.
+A rollback to a backup replays the chain from the newest backup of the database down to it:
+each increment (`leadnorm.steps.backup`) deletes the ids its run may have written or deleted and
+puts back the documents they held, newest first, so the runs are undone in reverse; a full backup
+on the way restores every collection it holds whole, byte for byte with its indexes, and nothing
+after it needs replaying. Every backup of the chain is checked file by file against its manifest
+(size, sha256, document count), and each must name the one before it as its parent, before
+anything changes: a missing, altered or truncated file, or a backup missing from the chain,
+refuses the rollback with one line naming it.
+
+Then the collections the migrations wrote that the chain does not cover are dropped, and with
+them the bookkeeping (`migration_lead_keys`, `migration_feed`): the next refresh trusts neither,
+resolves and scans everything, and rebuilds them. The application's own leads (uploaded ones)
+survive whatever the chain holds. The backups after the one rolled back to belong to runs that
+are undone: they are set aside (`<name>.undone`, pruned a day later) and belong to no chain again.
+A rollback can be rerun: it starts from the chain again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -36,9 +43,18 @@ from leadnorm.contract import (
     legacy_key,
 )
 from leadnorm.errors import BackupError
-from leadnorm.mongo import in_chunks, insert_missing
-from leadnorm.steps.backup import MANIFEST, restore_collection
-from leadnorm.steps.housekeeping import PARTIAL, list_backups
+from leadnorm.mongo import in_chunks, insert_missing, source_id, split_bson
+from leadnorm.steps.backup import (
+    FULL,
+    INCREMENT,
+    MANIFEST,
+    PARTIAL,
+    TOUCHED,
+    UNDONE,
+    iter_backup_documents,
+    list_backups,
+    restore_collection,
+)
 
 BOOKKEEPING_PREFIX = "migration_"  # migration_rejects, migration_locks, migration_cleaned, ...
 _COLLECTION_NAME = re.compile(r"(?!system\.)[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -52,15 +68,18 @@ def check_backup(folder: Path) -> dict:
     data = folder / manifest["database"]
     for name, recorded in manifest["collections"].items():
         _check_dump(data / f"{name}.bson", recorded)
-        metadata = data / f"{name}.metadata.json"
-        if not metadata.is_file():
-            raise BackupError(f"{metadata}: missing from the backup")
+        if manifest["kind"] == FULL and not (data / f"{name}.metadata.json").is_file():
+            raise BackupError(f"{data / f'{name}.metadata.json'}: missing from the backup")
+    for name, recorded in manifest.get(TOUCHED, {}).items():
+        _check_dump(folder / TOUCHED / f"{name}.bson", recorded)
     return manifest
 
 
 def _read_manifest(folder: Path) -> dict:
     if folder.name.endswith(PARTIAL):
         raise BackupError(f"{folder}: not a complete backup (still being written, or left by a killed run)")
+    if folder.name.endswith(UNDONE):
+        raise BackupError(f"{folder}: the backup of a run a rollback undid, in no chain any more")
     if not folder.is_dir():
         raise BackupError(f"{folder}: no such backup folder")
     path = folder / MANIFEST
@@ -68,17 +87,21 @@ def _read_manifest(folder: Path) -> dict:
         raise BackupError(f"{folder}: not a complete backup ({MANIFEST} is missing)")
     try:
         manifest = json.loads(path.read_text())
-        database, collections = manifest["database"], manifest["collections"]
+        manifest.setdefault("kind", FULL)  # written before increments existed
+        database, collections, kind = manifest["database"], manifest["collections"], manifest["kind"]
+        records = [*collections.values(), *manifest.get(TOUCHED, {}).values()]
         recorded_ok = all(
             isinstance(r["documents"], int) and isinstance(r["bytes"], int) and isinstance(r["sha256"], str)
-            for r in collections.values()
+            for r in records
         )
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         raise BackupError(f"{path}: unreadable, not a backup manifest") from None
-    names_ok = isinstance(database, str) and all(map(_COLLECTION_NAME.fullmatch, [database, *collections]))
-    if not (recorded_ok and names_ok):
+    names = [database, *collections, *manifest.get(TOUCHED, {})]
+    names_ok = isinstance(database, str) and all(map(_COLLECTION_NAME.fullmatch, names))
+    shape_ok = kind == FULL or (kind == INCREMENT and manifest.get(TOUCHED, {}).keys() == collections.keys())
+    if not (recorded_ok and names_ok and shape_ok):
         raise BackupError(f"{path}: not a backup manifest (unexpected names or values)")
-    if SOURCE_COLLECTION not in collections:
+    if kind == FULL and SOURCE_COLLECTION not in collections:
         raise BackupError(f"{path}: the backup holds no {SOURCE_COLLECTION} collection")
     return manifest
 
@@ -113,6 +136,32 @@ def _scan_dump(path: Path) -> tuple[str, int | None]:
     return digest.hexdigest(), documents
 
 
+def check_chain(folder: Path) -> list[tuple[Path, dict]]:
+    """The backups a rollback to `folder` replays, newest first, each checked (`check_backup`) with
+    its manifest: `folder` alone when it is a full backup; else it and the backups of its database
+    after it, up to the first full one (which restores everything before it alone) or the newest.
+    Each must name the one before it as its parent; otherwise BackupError, one line naming the gap,
+    before anything changes."""
+    manifest = check_backup(folder)
+    chain = [(folder, manifest)]
+    if manifest["kind"] == FULL:
+        return chain
+    backups = list_backups(folder.parent, manifest["database"])
+    if folder not in backups:
+        raise BackupError(f"{folder}: an increment is restored from the folder of its chain, beside the other backups")
+    for newer in backups[backups.index(folder) + 1 :]:
+        found = check_backup(newer)
+        if found.get("parent") != chain[-1][0].name:
+            named = found.get("parent") or "not recorded (written before backups were chained)"
+            raise BackupError(
+                f"{newer}: a broken chain: its parent is {named}, but the backup before it is {chain[-1][0].name}"
+            )
+        chain.append((newer, found))
+        if found["kind"] == FULL:
+            break
+    return chain[::-1]
+
+
 def latest_backup(backup_dir: Path, db_name: str) -> Path:
     """The newest complete backup of `db_name`. Not checked here: an altered newest backup is
     refused by `rollback`, never silently passed over for an older one."""
@@ -125,12 +174,14 @@ def latest_backup(backup_dir: Path, db_name: str) -> Path:
 @dataclass
 class RollbackResult:
     folder: Path
+    replayed: list[str] = field(default_factory=list)  # the chain's backups, newest first, as "name (kind)"
     restored: dict[str, int] = field(default_factory=dict)  # collection -> documents restored
     dropped: dict[str, int] = field(default_factory=dict)  # collection -> documents it held
     normalized_leads_before: int = 0
     normalized_leads_after: int = 0
     cleaned_kept: int = 0  # migration_cleaned records still true of the restored source
     uploaded_leads_kept: int = 0  # CSV-uploaded leads, put back with their companies and personas
+    set_aside: list[str] = field(default_factory=list)  # backups of the runs undone
 
     def as_dict(self) -> dict:
         return {**asdict(self), "folder": str(self.folder)}
@@ -138,33 +189,40 @@ class RollbackResult:
     def render(self) -> str:
         restored = ", ".join(f"{name} {count}" for name, count in self.restored.items())
         dropped = ", ".join(f"{name} ({count})" for name, count in self.dropped.items()) or "nothing"
+        replayed = f" (replayed {', '.join(self.replayed)})" if len(self.replayed) > 1 else ""
         return (
-            f"rollback from {self.folder}: restored {restored}; dropped {dropped}; "
+            f"rollback to {self.folder}{replayed}: restored {restored}; dropped {dropped}; "
             f"normalized leads {self.normalized_leads_before} -> {self.normalized_leads_after}; "
             f"uploaded leads kept {self.uploaded_leads_kept}"
         )
 
 
 def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> RollbackResult:
-    """Restore the backup's collections and drop the other collections the migrations wrote.
+    """Replay the chain down to `folder` (`check_chain`) and drop the other collections the
+    migrations wrote; set aside the backups of the runs undone.
 
     The application's own leads (uploaded ones) and the companies and personas they reference
     are first copied into `migration_rollback_stash`, and put back from there after the restore:
     a rollback killed at any point and run again loses none of them. `keep_locks` leaves
     `migration_locks` alone: a caller holding the database's lock keeps it."""
-    manifest = check_backup(folder)
-    if manifest["database"] != db.name:
-        raise BackupError(f"{folder}: a backup of database {manifest['database']!r}, not {db.name!r}")
+    chain = check_chain(folder)
+    database = chain[0][1]["database"]
+    if database != db.name:
+        raise BackupError(f"{folder}: a backup of database {database!r}, not {db.name!r}")
     result = RollbackResult(folder, normalized_leads_before=db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD))
     stash_application_data(db)
-    for name in sorted(manifest["collections"], key=lambda n: n != SOURCE_COLLECTION):
-        result.restored[name] = restore_collection(db, folder, name)
-        _restore_indexes(db, folder / manifest["database"] / f"{name}.metadata.json", name)
+    covered = set()
+    for member, manifest in chain:
+        result.replayed.append(f"{member.name} ({manifest['kind']})")
+        covered |= set(manifest["collections"])
+        restore = _restore_whole if manifest["kind"] == FULL else _undo_increment
+        for name, count in restore(db, member, manifest).items():
+            result.restored[name] = result.restored.get(name, 0) + count
 
     existing = set(db.list_collection_names())
     written = [name for name in COLLECTION_NAMES if name != SOURCE_COLLECTION]
     written += sorted(name for name in existing if name.startswith(BOOKKEEPING_PREFIX))
-    spared = {*result.restored, CLEANED_COLLECTION, ROLLBACK_STASH_COLLECTION}
+    spared = {*covered, CLEANED_COLLECTION, ROLLBACK_STASH_COLLECTION}
     if keep_locks:
         spared.add(LOCKS_COLLECTION)
     for name in dict.fromkeys(written):
@@ -180,7 +238,46 @@ def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> Rollbac
     result.uploaded_leads_kept = put_back(db)
     db.drop_collection(ROLLBACK_STASH_COLLECTION)
     result.normalized_leads_after = db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD)
+    result.set_aside = [str(undone) for undone in set_aside_after(folder, database)]
     return result
+
+
+def _restore_whole(db: Database, folder: Path, manifest: dict) -> dict[str, int]:
+    """Every collection of a full backup, whole, with its indexes; `leads` first."""
+    restored = {}
+    for name in sorted(manifest["collections"], key=lambda n: n != SOURCE_COLLECTION):
+        restored[name] = restore_collection(db, folder, name)
+        _restore_indexes(db, folder / manifest["database"] / f"{name}.metadata.json", name)
+    return restored
+
+
+def _undo_increment(db: Database, folder: Path, manifest: dict, batch_size: int = 1000) -> dict[str, int]:
+    """Each collection of an increment as it was before its run: the ids the run may have written
+    or deleted deleted, the documents they held put back, byte for byte."""
+    restored = {}
+    for name in manifest["collections"]:
+        ids = [source_id(key) for key in split_bson((folder / TOUCHED / f"{name}.bson").read_bytes())]
+        for part in in_chunks(ids):
+            db[name].delete_many({"_id": {"$in": part}})
+        documents = iter_backup_documents(folder, name)
+        restored[name] = 0
+        while batch := list(islice(documents, batch_size)):
+            db[name].insert_many(batch, ordered=False)
+            restored[name] += len(batch)
+    return restored
+
+
+def set_aside_after(folder: Path, database: str) -> list[Path]:
+    """Rename the backups of `database` taken after `folder` to `<name>.undone`: their runs are
+    undone, and a later rollback must not replay them. Dated now, so pruning waits a day."""
+    backups = list_backups(folder.parent, database)
+    undone = []
+    for newer in backups[backups.index(folder) + 1 :] if folder in backups else ():
+        target = newer.with_name(newer.name + UNDONE)
+        newer.rename(target)
+        os.utime(target)
+        undone.append(target)
+    return undone
 
 
 # What the stash keeps, in the order it is put back: referenced collections first.

@@ -92,7 +92,6 @@ class Step:
 
 ACTIONS = "leadnorm.steps.pipeline"
 STEPS = (
-    Step("backup", f"{ACTIONS}:backup_action", "Dump the source before any write.", when=lambda s: not s.dry_run),
     Step(
         "plan",
         f"{ACTIONS}:plan_action",
@@ -120,6 +119,13 @@ STEPS = (
         "The gate: an expectation of severity error that fails stops the run before any write.",
         retries=0,
         when=lambda s: not s.skip_validation,
+    ),
+    Step(
+        "backup",
+        f"{ACTIONS}:backup_action",
+        "Before the first write: the source and the nine collections whole, or of a refresh's scope only what it"
+        " may change (an increment).",
+        when=lambda s: not s.dry_run,
     ),
     Step("load", f"{ACTIONS}:load_action", "One collection's diff-load.", over="collections", retries=3),
     Step(

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from bson import Binary
 from pymongo.database import Database
 
-from leadnorm.contract import KEYS_COLLECTION
+from leadnorm.contract import KEYS_COLLECTION, STATE_ID
 
-# {_id: "state", complete: bool, position: the change stream's resume token | None, pending: [legacy keys]}
-STATE_ID = "state"
+# {_id: STATE_ID, complete: bool, position: the change stream's resume token | None, pending: [legacy keys]}
 
 
 @dataclass(frozen=True)
