@@ -42,7 +42,7 @@ def run_params() -> dict[str, Param]:
 def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
     """Wire the tasks of a `kind` ("migrate" or "refresh") run into the DAG being defined."""
 
-    @task(retries=2)
+    @task(retries=2, multiple_outputs=False)
     def lock(dag_run=None, params=None) -> dict | None:
         """Take the database's lock for the whole run. A refresh first looks whether anything
         changed: with nothing changed, or a manual run holding the lock, it skips the run."""
