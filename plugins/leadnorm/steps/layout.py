@@ -7,8 +7,9 @@ declare (`leadnorm.transform.columns`).
 
 from __future__ import annotations
 
-SCOPE = "refresh/scope"  # a refresh's source leads by legacy key, and which of them are gone
+SCOPE = "refresh/scope"  # a refresh's source leads by legacy key, and the part each plays in it
 REWRITTEN = "refresh/rewritten"  # the scope's leads (legacy keys) whose lead-level documents a refresh stages
+STORED_LEADS = "refresh/stored-lead-ids"  # the leads whose mentions come from the key store: legacy key, lead id
 LEAD_KEYS = "frames/lead_keys"  # each migrated lead's identity keys, for the key store
 
 
@@ -30,6 +31,16 @@ def split(partition: int, table: str) -> str:
 def splits(table: str) -> str:
     """The pattern of that table over every partition."""
     return f"split/part-*/{table}"
+
+
+def stored(table: str) -> str:
+    """A mention table (`company_mentions`, ...) of the leads a refresh reads from the key store."""
+    return f"refresh/stored-{table}"
+
+
+def relinked(table: str) -> str:
+    """A lead-level table split hands on, of the unchanged leads whose company or persona id moved."""
+    return f"refresh/relinked-{table}"
 
 
 def frame(collection: str) -> str:

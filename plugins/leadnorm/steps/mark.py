@@ -87,11 +87,11 @@ def write_rejects(
     db: Database, rejects: list[dict], result: MarkResult, *, dry_run: bool = False, scope: Scope | None = None
 ) -> MarkResult:
     """Make `migration_rejects` hold exactly this run's rejects (`_id`, `reason`, the content's
-    `fingerprint`); with a scope, only the rejects of its leads change."""
+    `fingerprint`); with a scope, only the rejects of the leads it split or lost change."""
     wanted = {legacy_key(reject["_id"]): reject for reject in rejects}
     writes = []
     stored = (
-        db[REJECTS_COLLECTION].find({}) if scope is None else find_exactly(db[REJECTS_COLLECTION], "_id", scope.all)
+        db[REJECTS_COLLECTION].find({}) if scope is None else find_exactly(db[REJECTS_COLLECTION], "_id", scope.changed)
     )
     for doc in stored:
         want = wanted.pop(legacy_key(doc["_id"]), None)

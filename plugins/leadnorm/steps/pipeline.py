@@ -40,7 +40,7 @@ from leadnorm.contract import (
     legacy_key,
 )
 from leadnorm.errors import StagingError
-from leadnorm.mongo import retry_transient, split_bson
+from leadnorm.mongo import retry_transient, source_id, split_bson
 from leadnorm.schema import COLLECTIONS
 from leadnorm.source import MARK_KINDS
 from leadnorm.steps import extract, layout
@@ -73,7 +73,8 @@ from leadnorm.steps.scope import (
 from leadnorm.steps.verify import VerifyReport, verify, verify_scope
 from leadnorm.transform import columns, dedupe, engine
 from leadnorm.transform.clean import Warnings
-from leadnorm.transform.split import TABLE_KINDS, split_raw
+from leadnorm.transform.ids import lead_id
+from leadnorm.transform.split import LEAD_LEVEL, MENTIONS, TABLE_KINDS, split_raw
 
 log = logging.getLogger("leadnorm")
 
@@ -86,7 +87,6 @@ BACKED_UP = [
 ]
 IDS = {"_id": "oid"}
 REWRITTEN_KINDS = {"_id": "key"}  # source leads by legacy key
-LEAD_KEY_SCHEMA = pa.schema([("_id", pa.binary()), ("keys", pa.list_(pa.string()))])
 PARTITION_KEY_SCHEMA = pa.schema([("key", pa.binary())])
 
 
@@ -118,7 +118,7 @@ def scope_ids(run: RunFolder, collection: str) -> set[ObjectId]:
 def touched(db: Database, run: RunFolder, found: Scope) -> dict[str, set[bytes]]:
     """Every id a scope's run may write or delete, by collection, as legacy keys: in each of the nine,
     its `scope_ids` and the stored documents a staged unique key is taken from; in `leads` also the
-    source leads it marks; in `migration_rejects`, its leads'."""
+    source leads it marks; in `migration_rejects`, those of the leads it split or lost."""
     ids: dict[str, set[bytes]] = {}
     for name in COLLECTIONS:
         found_ids = scope_ids(run, name)
@@ -127,7 +127,7 @@ def touched(db: Database, run: RunFolder, found: Scope) -> dict[str, set[bytes]]
         ids[name] = {legacy_key(i) for i in found_ids}
     for partition in range(_plan(run)["partitions"]):
         ids[SOURCE_COLLECTION] |= set(run.read_table(layout.marks(partition), ["_id"])["_id"].to_pylist())
-    ids[REJECTS_COLLECTION] = set(found.all)
+    ids[REJECTS_COLLECTION] = set(found.changed)
     return ids
 
 
@@ -147,11 +147,19 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
     keys = None
     position = changes.position if changes is not None else current_position(db)
     if changes is not None and key_store_complete(db):
-        found = find_scope(db, changes)
+        found, mentions = find_scope(db, changes)
+        stage_stored_mentions(run, found, mentions)
         run.write_table(layout.SCOPE, found.to_table(), found.to_table().schema)
-        run.write_result(layout.Results.SCOPE, {"leads": len(found.leads), "gone": len(found.gone)})
-        log.info("refresh scope: %d source leads tied to the changes, %d gone", len(found.leads), len(found.gone))
-        keys = sorted(found.leads)
+        run.write_result(layout.Results.SCOPE, found.summary())
+        log.info(
+            "refresh scope: %d source leads changed, %d gone; %d more tied by a company, %d by a persona (their"
+            " mentions from the key store)",
+            len(found.seeds),
+            len(found.gone),
+            len(found.companies),
+            len(found.personas),
+        )
+        keys = sorted(found.seeds)
         documents = len(keys)
     else:
         documents = extract.count_nested_leads(db)
@@ -170,6 +178,26 @@ def plan_step(db: Database, run: RunFolder, partitions: int = 0, *, changes: Cha
         {"partitions": parts, "whole_source": keys is None, "documents": documents, "position": position},
     )
     return list(range(parts))
+
+
+STORED_LEAD_KINDS = {"legacy_lead_id": "key", "_id": "oid"}
+
+
+def stage_stored_mentions(run: RunFolder, found: Scope, mentions: dict[str, list[dict]]) -> None:
+    """The mentions the scope's unchanged leads bring from the key store, as split stages them, and
+    the ids of those leads' normalized leads."""
+    for name in MENTIONS:
+        kinds = TABLE_KINDS[name]
+        table = pa.Table.from_pylist(mentions.get(name, []), schema=columns.schema(kinds))
+        run.write_table(layout.stored(name), table, columns.schema(kinds))
+    unchanged = sorted(found.companies | found.personas)
+    leads = pa.table(
+        {
+            "legacy_lead_id": pa.array(unchanged, pa.binary()),
+            "_id": pa.array([lead_id(source_id(key)).binary for key in unchanged], pa.binary(12)),
+        }
+    )
+    run.write_table(layout.STORED_LEADS, leads, columns.schema(STORED_LEAD_KINDS))
 
 
 def _plan(run: RunFolder) -> dict:
@@ -237,9 +265,7 @@ def opened_engine(run: RunFolder, *, split: bool = False, frames: bool = False, 
         if not isinstance(run.root, Path):
             con.register_filesystem(run.root.fs)
         if split:
-            for name, kinds in TABLE_KINDS.items():
-                as_name = "split_outcomes" if rewritten and name == "outcomes" else name
-                engine.view(con, as_name, _files(run, run.table_files(layout.splits(name))), columns.schema(kinds))
+            split_views(con, run, rewritten=rewritten)
         if rewritten:
             rewritten_files = _files(run, [str(run.table_path(layout.REWRITTEN))])
             engine.view(con, "rewritten", rewritten_files, columns.schema(REWRITTEN_KINDS))
@@ -254,6 +280,28 @@ def opened_engine(run: RunFolder, *, split: bool = False, frames: bool = False, 
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def split_views(con: duckdb.DuckDBPyConnection, run: RunFolder, *, rewritten: bool = False) -> None:
+    """The tables split hands on, over every partition, as views; in a refresh of a scope, the mentions
+    its unchanged leads bring from the key store besides, and the lead-level tables of those whose
+    company or persona id moved. `lead_ids` maps every source lead with mentions to its lead's id."""
+    for name, kinds in TABLE_KINDS.items():
+        files = run.table_files(layout.splits(name))
+        extras = [layout.stored(name)] if name in MENTIONS else [layout.relinked(name)] if name in RELINKED else []
+        files += [str(run.table_path(extra)) for extra in extras if run.has_table(extra)]
+        engine.view(
+            con,
+            "split_outcomes" if rewritten and name == "outcomes" else name,
+            _files(run, files),
+            columns.schema(kinds),
+        )
+    stored = [str(run.table_path(layout.STORED_LEADS))] if run.has_table(layout.STORED_LEADS) else []
+    engine.view(con, "stored_leads", _files(run, stored), columns.schema(STORED_LEAD_KINDS))
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW lead_ids AS SELECT legacy_lead_id, _id FROM leads UNION ALL "
+        "SELECT legacy_lead_id, _id FROM stored_leads WHERE legacy_lead_id NOT IN (SELECT legacy_lead_id FROM leads)"
+    )
 
 
 def _files(run: RunFolder, paths: list[str]) -> list[str]:
@@ -292,7 +340,9 @@ def resolve_step(run: RunFolder, db: Database | None = None) -> dict:
         rows = {}
         for name, batches in dedupe.collections(con, rewritten=narrowed).items():
             rows[name] = run.write_table(layout.frame(name), batches, columns.schema(dedupe.FINAL_KINDS[name]))
-        run.write_table(layout.LEAD_KEYS, dedupe.lead_keys(con), LEAD_KEY_SCHEMA)
+        # The key store changes only for the leads the run split (a scope's: the changed ones).
+        keys = dedupe.lead_keys(con, where="l.legacy_lead_id IN (SELECT key FROM scope_seeds)" if narrowed else "true")
+        run.write_table(layout.LEAD_KEYS, keys, keys.schema)
         outcomes = dict(con.execute("SELECT coalesce(reject_reason, ''), count(*) FROM outcomes GROUP BY 1").fetchall())
     warnings = Warnings()
     for partition in partitions:
@@ -399,30 +449,61 @@ def _stage_scope_references(con: duckdb.DuckDBPyConnection, db: Database, run: R
 
 def _stage_rewritten(con: duckdb.DuckDBPyConnection, db: Database, run: RunFolder, found: Scope) -> None:
     """Of the scope's leads, those whose lead-level documents change (`rewritten`): the new and
-    changed ones, and those whose company or persona id moved. The other leads are in the scope
-    for their companies' and personas' sake; their documents stay as they are, and are neither
-    staged nor read. Stages what the rewritten (and the gone) leads hold before the run writes."""
+    changed ones, and those whose company or persona id moved. Those last are read from the source
+    and split again (`relink`); the other leads are in the scope for their companies' and personas'
+    sake, their documents stay as they are, and are neither staged nor read. Stages what the
+    rewritten (and the gone) leads hold before the run writes."""
     con.register("scope_seeds", pa.table({"key": pa.array(sorted(found.seeds), pa.binary())}))
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE rewritten AS
-        SELECT l.legacy_lead_id, l._id FROM leads l
+        SELECT l.legacy_lead_id, l._id FROM lead_ids l
         LEFT JOIN stored_refs s ON s.lead_id = l._id
         LEFT JOIN company_by_lead c ON c.legacy_lead_id = l.legacy_lead_id
         LEFT JOIN persona_by_lead p ON p.legacy_lead_id = l.legacy_lead_id
         WHERE l.legacy_lead_id IN (SELECT key FROM scope_seeds) OR s.lead_id IS NULL
-            OR s.company_id IS DISTINCT FROM c.company_id OR s.persona_id IS DISTINCT FROM p.persona_id
+            OR (c.legacy_lead_id IS NOT NULL AND s.company_id IS DISTINCT FROM c.company_id)
+            OR (p.legacy_lead_id IS NOT NULL AND s.persona_id IS DISTINCT FROM p.persona_id)
         """
     )
-    con.unregister("scope_seeds")
+    moved = [
+        row[0]
+        for row in con.execute(
+            "SELECT legacy_lead_id FROM rewritten WHERE legacy_lead_id NOT IN (SELECT key FROM scope_seeds) ORDER BY 1"
+        ).fetchall()
+    ]
+    _relink(con, db, run, moved)
     keys = con.sql("SELECT legacy_lead_id AS _id FROM rewritten ORDER BY 1").to_arrow_table()
     run.write_table(layout.REWRITTEN, keys.cast(columns.schema(REWRITTEN_KINDS)), columns.schema(REWRITTEN_KINDS))
     held = con.execute(  # a stored lead no longer produced (gone, or rejected now) is stale with all it holds
         "SELECT lead_id FROM stored_refs WHERE lead_id IN (SELECT _id FROM rewritten) "
-        "OR lead_id NOT IN (SELECT _id FROM leads)"
+        "OR lead_id NOT IN (SELECT _id FROM lead_ids)"
     ).fetchall()
     for name, ids in lead_level_held(db, [ObjectId(row[0]) for row in held]).items():
         _write_ids(run, layout.related(name), ids)
+
+
+RELINKED = (*LEAD_LEVEL, "outcomes")
+
+
+def _relink(con: duckdb.DuckDBPyConnection, db: Database, run: RunFolder, moved: list[bytes]) -> None:
+    """The unchanged leads whose company or persona id moved: read from the source and split again,
+    their lead-level tables added to the engine's (their mentions are there already, from the key
+    store); the company or persona the scope does not resolve for them stays the one they point at."""
+    contents = [lead.content for batch in extract.source_batches_of(db, moved, DEFAULT_BATCH_SIZE) for lead in batch]
+    split = split_raw(contents)
+    for name in RELINKED:
+        run.write_table(layout.relinked(name), split.tables[name], columns.schema(TABLE_KINDS[name]))
+    split_views(con, run)
+    for kind, column in (("company", "company_id"), ("persona", "persona_id")):
+        con.execute(
+            f"""
+            INSERT INTO {kind}_by_lead
+            SELECT r.legacy_lead_id, s.{column} FROM rewritten r JOIN stored_refs s ON s.lead_id = r._id
+            WHERE s.{column} IS NOT NULL AND r.legacy_lead_id NOT IN (SELECT key FROM scope_seeds)
+                AND r.legacy_lead_id NOT IN (SELECT legacy_lead_id FROM {kind}_by_lead)
+            """
+        )
 
 
 def _write_ids(run: RunFolder, name: str, ids: list) -> None:

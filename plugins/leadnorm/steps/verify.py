@@ -185,16 +185,22 @@ def _existing(db: Database, collection: str, ids: set) -> set:
 
 
 def verify_scope(db: Database, con: duckdb.DuckDBPyConnection, scope: Scope, leads: list) -> VerifyReport:
-    """The same checks over a refresh's scope only: its source leads, the companies and personas
-    they hold now, the lead-level documents of the normalized `leads` it rewrote, and where those
-    documents' references lead. What lies outside was verified when it was written and nothing
-    has touched it since. (The scope's frames are its size.)"""
-    report = VerifyReport(scope=f"refresh scope: {len(scope.leads)} source leads, {len(scope.gone)} gone")
+    """The same checks over a refresh's scope only: the source leads it split (each marked or
+    rejected), the companies and personas its leads hold now, the lead-level documents of the
+    normalized `leads` it rewrote, and where those documents' references lead. What lies outside
+    was verified when it was written and nothing has touched it since. (The scope's frames are
+    its size.)"""
+    report = VerifyReport(
+        scope=f"refresh scope: {len(scope.seeds)} source leads changed, {len(scope.gone)} gone, "
+        f"{len(scope.companies | scope.personas)} tied to them"
+    )
     nested = {
         legacy_key(doc["_id"]): is_marked(doc)
-        for doc in find_exactly(db[SOURCE_COLLECTION], "_id", scope.leads, MARK_PROJECTION, **NESTED_LEAD)
+        for doc in find_exactly(db[SOURCE_COLLECTION], "_id", scope.seeds, MARK_PROJECTION, **NESTED_LEAD)
     }
-    rejected = {legacy_key(doc["_id"]) for doc in find_exactly(db[REJECTS_COLLECTION], "_id", scope.all, {"_id": 1})}
+    rejected = {
+        legacy_key(doc["_id"]) for doc in find_exactly(db[REJECTS_COLLECTION], "_id", scope.changed, {"_id": 1})
+    }
     _reconcile(report, nested, rejected)
     report.unaccounted += len(rejected - nested.keys())  # a reject whose source went
 

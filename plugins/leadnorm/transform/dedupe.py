@@ -27,7 +27,7 @@ from leadnorm.transform.clean import is_blank
 from leadnorm.transform.columns import TYPES, from_cell, schema, table
 from leadnorm.transform.documents import REFERENCES, document, linked
 from leadnorm.transform.ids import derived_id, technographic_id
-from leadnorm.transform.split import LEAD_LEVEL
+from leadnorm.transform.split import LEAD_LEVEL, TABLE_KINDS
 
 # Oldest first, ties broken by source lead (then by place in the lead's list): the maximum is the
 # most recent mention. A mention without a date is older than any with one.
@@ -161,13 +161,14 @@ def keep_ids(con: duckdb.DuckDBPyConnection, kind: str, column: str) -> None:
     no lead pointed at keeps its derived id (salted, should that name another entity). Views the
     caller provides: `stored_refs(lead_id, company_id, persona_id)` of the normalized leads already
     stored (those of this run's scope), `lead_counts(reference, id, n)` (every lead's references
-    counted), `occupied(reference, id)` (ids held outside this run, never given out)."""
+    counted), `occupied(reference, id)` (ids held outside this run, never given out), `lead_ids(
+    legacy_lead_id, _id)` (the lead of every source lead with mentions)."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {kind}_claims AS
         WITH claims AS (
             SELECT i._id AS new, s.{column} AS old, count(*) AS leads
-            FROM leads l
+            FROM lead_ids l
             JOIN {kind}_keys k ON k.legacy_lead_id = l.legacy_lead_id
             JOIN {kind}_ids i ON i.entity = k.entity
             JOIN stored_refs s ON s.lead_id = l._id
@@ -371,25 +372,44 @@ def sorted_rows(con: duckdb.DuckDBPyConnection, name: str, rows: int = 10_000, w
         yield pa.record_batch([batch.column(n).cast(TYPES[kinds[n]]) for n in kinds], schema=schema(kinds))
 
 
-def lead_keys(con: duckdb.DuckDBPyConnection, rows: int = 10_000):
-    """Each migrated source lead's identity keys, sorted (`leadnorm.transform.keys`): what can tie
-    its company or persona to another lead's; in the key store's order (`leadnorm.steps.scope`)."""
+def _struct(table: str) -> str:
+    """A row of a mention table as a struct, without its source lead (`leadnorm.steps.scope` keeps it)."""
+    return "{" + ", ".join(f"'{c}': {c}" for c in TABLE_KINDS[table] if c != "legacy_lead_id") + "}"
+
+
+def lead_keys(con: duckdb.DuckDBPyConnection, rows: int = 10_000, where: str = "true") -> pa.RecordBatchReader:
+    """Each migrated source lead (of those `where` selects) with its identity keys, sorted
+    (`leadnorm.transform.keys`: what can tie its company or persona to another lead's) and its
+    mentions (`company`, `persona`, `techs`); in the key store's order (`leadnorm.steps.scope`)."""
     relation = con.sql(
-        """
-        SELECT l.legacy_lead_id AS _id,
-            coalesce(list(DISTINCT k.key ORDER BY k.key) FILTER (WHERE k.key IS NOT NULL), []) AS keys
-        FROM leads l LEFT JOIN (
-            SELECT legacy_lead_id, 'company-domain:' || domain AS key FROM company_mentions
-            UNION ALL SELECT legacy_lead_id, 'company-name:' || name_key FROM company_mentions
-            UNION ALL SELECT legacy_lead_id, 'email:' || email FROM persona_mentions
-            UNION ALL SELECT legacy_lead_id, 'linkedin:' || linkedin_url FROM persona_mentions
-            UNION ALL SELECT legacy_lead_id, 'persona-name:' || name_key FROM persona_mentions
-        ) k ON k.legacy_lead_id = l.legacy_lead_id
-        GROUP BY l.legacy_lead_id
-        ORDER BY octet_length(l.legacy_lead_id), l.legacy_lead_id
+        f"""
+        WITH keyed AS (
+            SELECT l.legacy_lead_id AS _id,
+                coalesce(list(DISTINCT k.key ORDER BY k.key) FILTER (WHERE k.key IS NOT NULL), []) AS keys
+            FROM leads l LEFT JOIN (
+                SELECT legacy_lead_id, 'company-domain:' || domain AS key FROM company_mentions
+                UNION ALL SELECT legacy_lead_id, 'company-name:' || name_key FROM company_mentions
+                UNION ALL SELECT legacy_lead_id, 'email:' || email FROM persona_mentions
+                UNION ALL SELECT legacy_lead_id, 'linkedin:' || linkedin_url FROM persona_mentions
+                UNION ALL SELECT legacy_lead_id, 'persona-name:' || name_key FROM persona_mentions
+            ) k ON k.legacy_lead_id = l.legacy_lead_id
+            WHERE {where}
+            GROUP BY l.legacy_lead_id
+        ),
+        company AS (SELECT legacy_lead_id, {_struct("company_mentions")} AS company FROM company_mentions),
+        persona AS (SELECT legacy_lead_id, {_struct("persona_mentions")} AS persona FROM persona_mentions),
+        techs AS (
+            SELECT legacy_lead_id, list({_struct("tech_mentions")} ORDER BY seq) AS techs
+            FROM tech_mentions GROUP BY legacy_lead_id
+        )
+        SELECT keyed._id, keyed.keys, company.company, persona.persona, techs.techs FROM keyed
+        LEFT JOIN company ON company.legacy_lead_id = keyed._id
+        LEFT JOIN persona ON persona.legacy_lead_id = keyed._id
+        LEFT JOIN techs ON techs.legacy_lead_id = keyed._id
+        ORDER BY octet_length(keyed._id), keyed._id
         """
     )
-    yield from relation.to_arrow_reader(rows)
+    return relation.to_arrow_reader(rows)
 
 
 def resolve(con: duckdb.DuckDBPyConnection, *, stored: bool = False) -> None:

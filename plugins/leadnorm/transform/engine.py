@@ -41,6 +41,7 @@ def view(con: duckdb.DuckDBPyConnection, name: str, files: list[str], schema: pa
         con.register(name, schema.empty_table())
     else:
         listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in files)
+        con.unregister(name)  # an empty table of it registered before would hide the view
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
 
 
