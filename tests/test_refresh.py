@@ -237,3 +237,53 @@ def test_partitions_give_what_one_partition_gives(live, tmp_path, mongo_uri):
     changes, folder, report = refresh(db, backup_dir=tmp_path / "b", run=RunFolder(tmp_path / "r3"), partitions=3)
     assert report.ok and folder.read_result("plan")["partitions"] == 3, report.problems()
     assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)
+
+
+def nested(name: str, email: str | None = None, company: str | None = None, **research) -> dict:
+    lead = {"lead_input": {"name": name, "email": email, "company": company}, "status": "researched"}
+    if research:
+        lead["research"] = research
+    return lead
+
+
+def test_unchanged_leads_whose_company_or_persona_merges_are_relinked_not_read_again(db, tmp_path, mongo_uri):
+    """A new lead ties a domain-less company to a domain company of another name, and a persona known
+    by email to one known by LinkedIn URL: the smaller of each merges into the larger, whose id
+    survives, and the unchanged leads of the smaller point at it afterwards. Only the new lead and
+    those relinked leads are read from the source; the rest come from the key store."""
+    globex_corp = [
+        nested(f"Corp {i}", f"corp{i}@globex.example", CompanyProfile={"name": "Globex Corp", "domain": "globex.com"})
+        for i in range(3)
+    ]
+    globex = [nested(f"Plain {i}", f"plain{i}@globex.example", "Globex") for i in range(2)]
+    by_url = [
+        nested(
+            f"Url {i}", company="Initech", PersonaProfile={"full_name": "Una", "linkedin_url": "linkedin.com/in/una"}
+        )
+        for i in range(2)
+    ]
+    by_email = [nested("Una", "una@initech.example", "Initech")]
+    bystanders = [nested(f"Other {i}", f"other{i}@elsewhere.example", f"Else {i}") for i in range(20)]
+    db.leads.insert_many([*globex_corp, *globex, *by_url, *by_email, *bystanders])
+    run(db, tmp_path, "first")
+    company_of = {lead["name"]: lead["company_id"] for lead in db.leads.find(NORMALIZED_LEAD)}
+    persona_of = {lead["name"]: lead["persona_id"] for lead in db.leads.find(NORMALIZED_LEAD)}
+    assert company_of["Plain 0"] != company_of["Corp 0"] and persona_of["Una"] != persona_of["Url 0"]
+
+    db.leads.insert_one(nested("Tie", "tie@globex.example", CompanyProfile={"name": "Globex", "domain": "globex.com"}))
+    db.leads.insert_one(
+        nested("Una", "una@initech.example", "Initech", PersonaProfile={"linkedin_url": "linkedin.com/in/una"})
+    )
+    _, folder, report = run(db, tmp_path, "refresh", fn=refresh)
+    assert report.ok, report.problems()
+    scope = folder.read_result("scope")
+    assert scope["changed"] == 2 and folder.read_result("plan")["documents"] == 2, "only the new leads are read"
+    relinked = folder.read_table("refresh/relinked-leads")["legacy_lead_id"].to_pylist()
+    assert len(relinked) == 3  # Plain 0 and 1 (company), the first Una (persona)
+    after = {lead["name"]: lead for lead in db.leads.find(NORMALIZED_LEAD)}
+    assert after["Plain 0"]["company_id"] == after["Plain 1"]["company_id"] == company_of["Corp 0"]
+    assert db.companies.find_one({"_id": company_of["Plain 0"]}) is None, "the merged company goes"
+    assert {lead["persona_id"] for name, lead in after.items() if name.startswith(("Una", "Url"))} == {
+        persona_of["Url 0"]
+    }
+    assert canonical(db) == from_scratch(db, mongo_uri, tmp_path)

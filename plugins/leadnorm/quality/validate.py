@@ -146,8 +146,9 @@ GATE_ROWS = 50_000  # rows of one validation: GX holds its batch as a frame
 def run_gate_on_staged(
     con, *, reports_dir: Path | None = None, run_name: str = "leadnorm", dry_run: bool = False
 ) -> GateResult:
-    """The same suites over a run's staged tables (views of the engine `con`: the nine collections
-    and the split `outcomes`), `GATE_ROWS` rows at a time, so the gate's memory is bounded. What
+    """The same suites over a run's staged tables (views of the engine `con`: the nine collections,
+    the split `outcomes`, and `kept_references(reference, id)`: what a refresh's relinked leads
+    point at that it does not stage), `GATE_ROWS` rows at a time, so the gate's memory is bounded. What
     no batch sees alone comes from the engine over every row: whether a reference finds its
     target (the `__resolves` columns, worked out per row against the whole target), whether a
     key is unique (the engine's group-by replaces each batch's own count), and the row counts
@@ -173,7 +174,8 @@ def _staged_query(name: str) -> str:
     kinds, references = KINDS[name], COLLECTIONS[name].references
     selected = [f"lower(hex({c})) AS {c}" if kind == "oid" else c for c, kind in kinds.items()]
     selected += [
-        f"({c} IS NULL OR {c} IN (SELECT _id FROM {target})) AS {c}{RESOLVES_SUFFIX}"
+        f"({c} IS NULL OR {c} IN (SELECT _id FROM {target})"
+        f" OR {c} IN (SELECT id FROM kept_references WHERE reference = '{c}')) AS {c}{RESOLVES_SUFFIX}"
         for c, target in references.items()
     ]
     if name == "leads":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 SCOPE = "refresh/scope"  # a refresh's source leads by legacy key, and the part each plays in it
 REWRITTEN = "refresh/rewritten"  # the scope's leads (legacy keys) whose lead-level documents a refresh stages
+KEPT_REFERENCES = "refresh/kept-references"  # what relinked leads point at that the run does not resolve
 STORED_LEADS = "refresh/stored-lead-ids"  # the leads whose mentions come from the key store: legacy key, lead id
 LEAD_KEYS = "frames/lead_keys"  # each migrated lead's identity keys, for the key store
 

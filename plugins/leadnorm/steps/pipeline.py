@@ -266,6 +266,8 @@ def opened_engine(run: RunFolder, *, split: bool = False, frames: bool = False, 
             con.register_filesystem(run.root.fs)
         if split:
             split_views(con, run, rewritten=rewritten)
+        kept = [str(run.table_path(layout.KEPT_REFERENCES))] if run.has_table(layout.KEPT_REFERENCES) else []
+        engine.view(con, "kept_references", _files(run, kept), columns.schema(KEPT_KINDS))
         if rewritten:
             rewritten_files = _files(run, [str(run.table_path(layout.REWRITTEN))])
             engine.view(con, "rewritten", rewritten_files, columns.schema(REWRITTEN_KINDS))
@@ -484,6 +486,7 @@ def _stage_rewritten(con: duckdb.DuckDBPyConnection, db: Database, run: RunFolde
 
 
 RELINKED = (*LEAD_LEVEL, "outcomes")
+KEPT_KINDS = {"reference": "text", "id": "bytes"}
 
 
 def _relink(con: duckdb.DuckDBPyConnection, db: Database, run: RunFolder, moved: list[bytes]) -> None:
@@ -495,15 +498,22 @@ def _relink(con: duckdb.DuckDBPyConnection, db: Database, run: RunFolder, moved:
     for name in RELINKED:
         run.write_table(layout.relinked(name), split.tables[name], columns.schema(TABLE_KINDS[name]))
     split_views(con, run)
+    kept = []
     for kind, column in (("company", "company_id"), ("persona", "persona_id")):
         con.execute(
             f"""
-            INSERT INTO {kind}_by_lead
+            CREATE OR REPLACE TEMP TABLE kept_{kind} AS
             SELECT r.legacy_lead_id, s.{column} FROM rewritten r JOIN stored_refs s ON s.lead_id = r._id
             WHERE s.{column} IS NOT NULL AND r.legacy_lead_id NOT IN (SELECT key FROM scope_seeds)
                 AND r.legacy_lead_id NOT IN (SELECT legacy_lead_id FROM {kind}_by_lead)
             """
         )
+        con.execute(f"INSERT INTO {kind}_by_lead SELECT * FROM kept_{kind}")
+        kept += [
+            {"reference": column, "id": row[0]}
+            for row in con.execute(f"SELECT DISTINCT {column} FROM kept_{kind}").fetchall()
+        ]
+    run.write_table(layout.KEPT_REFERENCES, columns.table(kept, KEPT_KINDS), columns.schema(KEPT_KINDS))
 
 
 def _write_ids(run: RunFolder, name: str, ids: list) -> None:
