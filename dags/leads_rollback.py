@@ -1,20 +1,22 @@
 """
 ### leads_rollback
 
-Undoes the leads migrations: restores the source collection `leads` from a backup that
-the migration DAG or `python -m leadnorm migrate` took, and removes everything the
-migrations wrote (the normalized leads, the eight other normalized collections,
-`migration_rejects` and the other `migration_*` bookkeeping collections). A backup taken
-before a refresh also holds the previous run's normalized collections: those come back.
+Undoes the runs since a backup: replays the chain of backups from the newest down to the one
+named (by default the newest, which undoes the last run). An increment, taken by a refresh of a
+scope, deletes the ids its run may have written or deleted and puts back the documents they
+held; a full backup, taken by a migration (or a refresh without a trusted key store), restores
+`leads` and the collections it holds whole, and nothing after it needs replaying. Then what the
+migrations wrote that the chain does not cover is dropped with the bookkeeping (`migration_*`):
+the next refresh resolves the whole source. Uploaded leads, and nested leads the application
+wrote since an increment, stay. The backups of the runs undone are set aside (`<name>.undone`).
 
 **Shape:** check_backup → restore.
 
-- **check_backup** checks every file of the backup against its `manifest.json` (size,
-  sha256, document count) and fails, naming the file, when one is missing, altered or
-  truncated. Nothing has changed at that point.
-- **restore** checks the backup again, then restores `leads` (and the other collections
-  the backup holds) document for document, byte for byte, with their indexes, and drops
-  the rest of what the migrations wrote. A retry starts from the backup again.
+- **check_backup** checks every backup of the chain against its `manifest.json` (size, sha256,
+  document count) and each against its parent, and fails, naming the file or the gap, when one
+  is missing, altered or truncated. Nothing has changed at that point.
+- **restore** checks the chain again, then replays it, byte for byte, under the database's lock.
+  A retry starts from the chain again.
 
 **MongoDB:** the Airflow connection `mongo_default` (conn type `mongo`; its path names
 the database, default `jazon_ai_sdr`). **Backups:** `LEADNORM_BACKUP_DIR` (default
@@ -50,7 +52,7 @@ from airflow.sdk import Param, dag, task
 def leads_rollback():
     @task
     def check_backup(params=None) -> str:
-        """Resolve and check the backup before anything changes; returns its folder."""
+        """Resolve the backup and check its chain before anything changes; returns its folder."""
         import logging
         from pathlib import Path
 
@@ -60,9 +62,10 @@ def leads_rollback():
 
         folder = Path(params["backup"]) if params["backup"] else None
         folder = folder or rollback.latest_backup(backups_dir(), mongo_database().name)
-        manifest = rollback.check_backup(folder)
-        counts = ", ".join(f"{name} {c['documents']}" for name, c in manifest["collections"].items())
-        logging.getLogger("leadnorm").info("backup %s checked: %s", folder, counts)
+        chain = rollback.check_chain(folder)
+        for member, manifest in chain:
+            counts = ", ".join(f"{name} {c['documents']}" for name, c in manifest["collections"].items())
+            logging.getLogger("leadnorm").info("%s backup %s checked: %s", manifest["kind"], member, counts)
         return str(folder)
 
     @task(multiple_outputs=False)

@@ -35,7 +35,9 @@ IDS = st.one_of(
     st.integers(-(2**31), 2**31 - 1),
     st.integers(-(2**63), 2**63 - 1).map(Int64),
     st.floats(),
-    st.decimals(allow_nan=False, allow_infinity=False, places=2).map(lambda d: Decimal128(str(d))),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-(10**30), max_value=10**30).map(
+        lambda d: Decimal128(str(d))
+    ),
     st.booleans(),
     st.datetimes(timezones=st.just(UTC)).map(lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000)),
     st.builds(Timestamp, st.integers(0, 2**31 - 1), st.integers(0, 9)),

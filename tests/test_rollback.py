@@ -319,11 +319,12 @@ def change_one_lead(db, n: int) -> dict[str, object]:
     returns their ids."""
     researched = db.leads.find({"lead_input": {"$exists": True}, "research": {"$type": "object"}}).sort("_id", 1)
     changed = researched[n]["_id"]
+    gone = db.leads.find({"lead_input": {"$exists": True}, "_migrated": True}).sort("_id", -1)[n]["_id"]
+    assert gone != changed
     db.leads.update_one({"_id": changed}, {"$set": {"research.DetectedSignals": [{"type": f"t{n}"}]}})
     added = db.leads.insert_one(
         {"lead_input": {"name": f"Added {n}", "email": f"added{n}@example.com", "company": "Acme"}}
     ).inserted_id
-    gone = db.leads.find({"lead_input": {"$exists": True}}).sort("_id", -1)[n]["_id"]
     db.leads.delete_one({"_id": gone})
     return {"changed": changed, "added": added, "gone": gone}
 
@@ -460,3 +461,27 @@ def test_a_rollback_killed_in_the_middle_of_a_chain_and_rerun_ends_where_it_shou
         folder.with_name(folder.name + ".undone").rename(folder)
     rollback(db, increments[0])
     assert data_state(db) == done
+
+
+def test_a_refresh_killed_in_its_load_is_undone_by_its_increment(migrated, tmp_path, monkeypatch):
+    """The backup comes before the first write: a refresh that died half way through its load is
+    rolled back by the increment it took, byte for byte."""
+    db, _ = migrated
+    change_one_lead(db, 0)
+    before = data_state(db)
+    real_load = pipeline.load_collection
+
+    def load_then_die(db_, name, rows, total, **kw):
+        if name == "research_runs":
+            raise Killed
+        return real_load(db_, name, rows, total, **kw)
+
+    monkeypatch.setattr(pipeline, "load_collection", load_then_die)
+    with pytest.raises(Killed):
+        pipeline.refresh(db, backup_dir=tmp_path / "b", skip_validation=True, run=RunFolder(tmp_path / "killed"))
+    monkeypatch.undo()
+    assert data_state(db) != before
+    increment = latest_backup(tmp_path / "b", db.name)
+    assert check_backup(increment)["kind"] == "increment"
+    rollback(db, increment)
+    assert data_state(db) == before

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 from bson import Binary
 from bson.raw_bson import RawBSONDocument
-from pymongo import DeleteOne, InsertOne, ReplaceOne
+from pymongo import DeleteOne, IndexModel, InsertOne, ReplaceOne
 from pymongo.database import Database
 
 from leadnorm.contract import (
@@ -143,7 +143,7 @@ def save_lead_keys(db: Database, keys: Iterable[pa.RecordBatch], scope: Scope | 
 
     wanted = (_store_document(row) for batch in keys for row in batch.to_pylist())
     if not dry_run:
-        store.create_index("keys")  # the closures' walk (`find_scope`)
+        store.create_indexes([IndexModel("keys")])  # the closures' walk (`find_scope`)
     if scope is None:
         stored = store.find({"_id": {"$ne": STATE_ID}}, sort=[("_id", 1)], batch_size=5000)
     else:  # a scope's changed leads only: the others' keys and mentions are as they were
