@@ -53,3 +53,18 @@ def test_each_run_keeps_its_own_verdict(reports):
     (dry,) = (pages / f"{DRY_RUN_PREFIX}nightly").rglob("*.html")
     assert ">critical</span>" not in real.read_text(encoding="utf-8")
     assert ">critical</span>" in dry.read_text(encoding="utf-8")
+
+
+def test_the_docs_keep_the_newest_runs_only(tmp_path, monkeypatch):
+    """An hourly refresh must not make every publish slower than the last: beyond
+    `LEADNORM_DATA_DOCS_RUNS` runs, the oldest go, their results and their pages."""
+    monkeypatch.setenv("LEADNORM_DATA_DOCS_RUNS", "2")
+    reports = tmp_path / "reports"
+    for name in ("first", "second", "third"):
+        frames, source = valid_frames()
+        run_gate(frames, source, reports_dir=reports, run_name=name)
+    runs = {path.parent.parent.name for path in (reports / "gx_results").rglob("*.json")}
+    assert runs == {"second", "third"}
+    assert not list((reports / "data_docs" / "validations").rglob("first"))
+    index = page_with_scripts(reports / "data_docs" / "index.html")
+    assert sorted(set(RUN_NAME.findall(index))) == ["second", "third"]

@@ -16,6 +16,7 @@ without `'unsafe-inline'` scripts (the Leads plugin's, and `serve`'s) refuses to
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -136,6 +137,35 @@ def publish(context, results: dict, personal_columns: dict[str, list[str]], docs
     context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=[*suite_keys, *results])
     make_offline(docs_dir, since_ns=started)
     return docs_dir / "index.html"
+
+
+KEPT_RUNS_ENV = "LEADNORM_DATA_DOCS_RUNS"
+KEPT_RUNS = 100  # the runs the Data Docs keep: the index is built from every result kept
+
+
+def kept_runs() -> int:
+    return max(1, int(os.environ.get(KEPT_RUNS_ENV, KEPT_RUNS)))
+
+
+def prune_history(results_dir: Path, docs_dir: Path, keep: int) -> list[str]:
+    """Remove the results and the pages of all but the newest `keep` runs: GX builds the index from
+    every result in the store, so without this each publish would take longer than the last, an
+    hourly refresh's a little more every hour (`kept_runs`: `LEADNORM_DATA_DOCS_RUNS`, 100). Returns
+    the runs removed."""
+    runs: dict[tuple[str, str], list[Path]] = {}  # (run time, run name) -> its folders, suite by suite
+    for suite in results_dir.iterdir() if results_dir.is_dir() else ():
+        for name in suite.iterdir() if suite.is_dir() else ():
+            for moment in name.iterdir() if name.is_dir() else ():
+                runs.setdefault((moment.name, name.name), []).append(moment)
+    removed = sorted(runs)[: max(0, len(runs) - keep)]
+    for moment, name in removed:
+        for folder in runs[(moment, name)]:
+            suite = folder.parent.parent.name
+            for path in (folder, docs_dir / "validations" / suite / name / moment):
+                shutil.rmtree(path, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()  # the run name's folder, once it holds no run
+    return [f"{name} {moment}" for moment, name in removed]
 
 
 def mask_personal_data(result, personal_columns, key: bytes) -> None:

@@ -136,6 +136,9 @@ def _gate(batches, parameters: dict, overrides: dict, reports_dir: Path | None, 
                     critical = expectation.expectation_config.severity == "critical"  # a str enum
                     (failures if critical else warnings).append(_finding(result.suite_name, expectation))
         personal = {name: suite.get("meta", {}).get("personal_data_columns", []) for name, suite in suites.items()}
+        datadocs.prune_history(
+            reports / "gx_results", docs_dir, datadocs.kept_runs() - 1
+        )  # this run makes it `kept_runs`
         docs_index = datadocs.publish(context, results, personal, docs_dir)
     return GateResult(not failures, failures, warnings, docs_index)
 

@@ -54,6 +54,11 @@ def related(collection: str) -> str:
     return f"refresh/related-{collection}"
 
 
+def clashes(collection: str) -> str:
+    """The stored ids holding a unique key a scope's run gives to another id, found before its backup."""
+    return f"refresh/clashes-{collection}"
+
+
 def stale(collection: str) -> str:
     """The stored ids a load found no longer produced."""
     return f"load/stale-{collection}"

@@ -159,13 +159,12 @@ def _key_bytes(values: tuple) -> bytes:
     return bson.encode({"k": list(values)}, codec_options=CODEC_OPTIONS)
 
 
-def release_unique_keys(db: Database, name: str, keys: Iterable[pa.RecordBatch], *, dry_run: bool) -> int:
-    """Free every unique key the staged documents give to an id other than the one storing it now
-    (`keys`: batches of `_id` and the natural key columns; a key is unique among the staged ones,
-    so each batch is looked up alone)."""
+def release_unique_keys(db: Database, name: str, clashes: Iterable[tuple[tuple, set]], *, dry_run: bool) -> int:
+    """Free every unique key the staged documents give to an id other than the one storing it now:
+    `clashes`, as `key_clashes` finds them."""
     unset = _RELEASED_BY_UNSET.get(name, ())
     released = 0
-    for fields, clashing in key_clashes(db, name, keys):
+    for fields, clashing in clashes:
         released += len(clashing)
         if dry_run:
             continue
@@ -178,8 +177,9 @@ def release_unique_keys(db: Database, name: str, keys: Iterable[pa.RecordBatch],
 
 
 def key_clashes(db: Database, name: str, keys: Iterable[pa.RecordBatch]) -> Iterator[tuple[tuple, set]]:
-    """Per batch of `keys` and unique key of `name`: the stored documents holding a key value that the
-    staged documents give to another id (what `release_unique_keys` unsets or deletes)."""
+    """Per batch of `keys` (batches of `_id` and the natural key columns; a key is unique among the
+    staged ones, so each batch is looked up alone) and unique key of `name`: the stored documents
+    holding a key value that the staged documents give to another id."""
     unset, delete = _RELEASED_BY_UNSET.get(name, ()), _RELEASED_BY_DELETE.get(name)
     if not (unset or delete):
         return
@@ -197,11 +197,10 @@ def _clashing(db: Database, name: str, fields: tuple, values_of: dict) -> set:
         if all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in row):
             wanted[_key_bytes(tuple(row))] = (tuple(row), row_id)
     clashing = set()
-    for chunk in in_chunks(wanted.values()):
-        part = [row for row, _ in chunk]
-        # By the key's first field (an index leads with it); a compound key is matched whole below.
-        first = {"$in": list({_key_bytes(row[:1]): row[0] for row in part}.values())}
-        query = {fields[0]: {**first, **_PARTIAL_FILTERS.get((name, fields[0]), {})}}
+    # By the key's first field (an index leads with it), each value once; a compound key is matched whole below.
+    firsts = {_key_bytes(row[:1]): row[0] for row, _ in wanted.values()}
+    for part in in_chunks(firsts.values()):
+        query = {fields[0]: {"$in": part, **_PARTIAL_FILTERS.get((name, fields[0]), {})}}
         for doc in db[name].find(query, {f: 1 for f in fields}):  # a key field: owned documents only
             if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
                 clashing.add(doc["_id"])

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -66,6 +67,7 @@ from leadnorm.steps.scope import (
     Scope,
     find_scope,
     lead_level_held,
+    leads_referencing,
     occupied_outside,
     save_lead_keys,
     stored_for,
@@ -115,6 +117,21 @@ def scope_ids(run: RunFolder, collection: str) -> set[ObjectId]:
     return {ObjectId(i) for i in (*held, *staged)}
 
 
+CLASH_KINDS = {"fields": "text", "_id": "key"}  # a key: any id a client wrote
+
+
+def stage_clashes(run: RunFolder, name: str, clashes: list[tuple[tuple, set]]) -> None:
+    rows = [{"fields": ",".join(fields), "_id": i} for fields, ids in clashes for i in ids]
+    run.write_table(layout.clashes(name), columns.table(rows, CLASH_KINDS), columns.schema(CLASH_KINDS))
+
+
+def staged_clashes(run: RunFolder, name: str) -> list[tuple[tuple, set]]:
+    found: dict[tuple, set] = {}
+    for row in columns.rows_of(run.read_table(layout.clashes(name)), CLASH_KINDS):
+        found.setdefault(tuple(row["fields"].split(",")), set()).add(row["_id"])
+    return list(found.items())
+
+
 def touched(db: Database, run: RunFolder, found: Scope) -> dict[str, set[bytes]]:
     """Every id a scope's run may write or delete, by collection, as legacy keys: in each of the nine,
     its `scope_ids` and the stored documents a staged unique key is taken from; in `leads` also the
@@ -122,7 +139,9 @@ def touched(db: Database, run: RunFolder, found: Scope) -> dict[str, set[bytes]]
     ids: dict[str, set[bytes]] = {}
     for name in COLLECTIONS:
         found_ids = scope_ids(run, name)
-        for _, clashing in key_clashes(db, name, run.table_batches(layout.frame(name), natural_key_columns(name))):
+        clashes = list(key_clashes(db, name, run.table_batches(layout.frame(name), natural_key_columns(name))))
+        stage_clashes(run, name, clashes)  # the load releases them: found once, before any write
+        for _, clashing in clashes:
             found_ids |= clashing
         ids[name] = {legacy_key(i) for i in found_ids}
     for partition in range(_plan(run)["partitions"]):
@@ -424,7 +443,7 @@ def _stage_scope_references(con: duckdb.DuckDBPyConnection, db: Database, run: R
     """The same over a refresh's scope: what its leads hold is read before any write and staged
     (the load compares and prunes only those documents); ids that leads outside it hold are
     never given out (`occupied`)."""
-    stored = stored_for(db, found, leads=())  # the lead-level documents once the leads rewritten are known
+    stored = stored_for(db, found)
     for name in ("companies", "personas", "technographics"):
         _write_ids(run, layout.related(name), stored.related[name])
     refs = [
@@ -434,11 +453,11 @@ def _stage_scope_references(con: duckdb.DuckDBPyConnection, db: Database, run: R
         )
     ]
     con.register("stored_refs", columns.table(refs, REFERENCE_KINDS))
-    counts = [
-        {"reference": column, "id": entity, "n": n}
-        for column, counter in stored.lead_counts.items()
-        for entity, n in counter.items()
-    ]
+    counts = []  # every lead's references counted, uploaded ones too; needed only where entities merge
+    for kind, column in (("company", "company_id"), ("persona", "persona_id")):
+        merging = [ObjectId(i) for i in dedupe.merging_ids(con, kind, column)]
+        held_by = Counter(lead[column] for lead in leads_referencing(db, column, merging))
+        counts += [{"reference": column, "id": entity, "n": n} for entity, n in held_by.items()]
     con.register("lead_counts", columns.table(counts, COUNT_KINDS))
     occupied = []
     for kind, column, collection in (("company", "company_id", "companies"), ("persona", "persona_id", "personas")):
@@ -566,8 +585,11 @@ def load_step(
     ids = list(scope_ids(run, collection)) if scoped else None
     released = 0
     if not empty:  # an empty collection holds no key to give up
-        keys = run.table_batches(frame, natural_key_columns(collection), batch_size)
-        released = release_unique_keys(db, collection, keys, dry_run=dry_run)
+        if run.has_table(layout.clashes(collection)):  # found by the backup of a scope's run
+            clashes = staged_clashes(run, collection)
+        else:
+            clashes = key_clashes(db, collection, run.table_batches(frame, natural_key_columns(collection), batch_size))
+        released = release_unique_keys(db, collection, clashes, dry_run=dry_run)
     rows = run.table_batches(frame, ["_id", "document"], batch_size)
     result = load_collection(
         db, collection, rows, run.table_rows(frame), dry_run=dry_run, batch_size=batch_size, ids=ids
@@ -630,10 +652,12 @@ def verify_step(db: Database, run: RunFolder) -> VerifyReport:
     with opened_engine(run, frames=True) as con:
         if found is None:
             report = verify(db, con)
-        else:  # the lead-level documents of the leads the run rewrote (held before, or written)
-            leads = {*run.read_table(layout.related("leads"))["_id"].to_pylist()}
-            leads |= {*run.read_table(layout.frame("leads"), ["_id"])["_id"].to_pylist()}
-            report = verify_scope(db, con, found, [ObjectId(i) for i in leads])
+        else:  # what the scope held before the run, and what it staged
+            held = {
+                name: {ObjectId(i) for i in run.read_table(layout.related(name))["_id"].to_pylist()}
+                for name in COLLECTIONS
+            }
+            report = verify_scope(db, con, found, held)
     log.info("%s", report.render())
     run.write_result(layout.Results.VERIFY, {"ok": report.ok, "text": report.render()})
     return report

@@ -19,7 +19,6 @@ refresh resolves the whole source and rebuilds it.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -277,18 +276,16 @@ class Stored:
 
     related: dict[str, list]  # collection -> ids
     refs: pd.DataFrame  # the scope's normalized leads: _id, key (of the source lead), company_id, persona_id
-    lead_counts: dict[str, Counter]  # company_id / persona_id -> leads (all of them) per stored id
 
 
 def _ids_by(db: Database, collection: str, field: str, values: Iterable) -> list:
     return [doc["_id"] for part in in_chunks(values) for doc in db[collection].find({field: {"$in": part}}, {"_id": 1})]
 
 
-def stored_for(db: Database, scope: Scope, leads: Iterable | None = None) -> Stored:
-    """What the scope's leads hold: their references, the companies and personas (and those
-    companies' technographics) that the leads whose companies or personas it resolves point at, and
-    the lead-level documents of the normalized leads `leads` (None: of all of them; a refresh
-    rewrites only those whose documents change)."""
+def stored_for(db: Database, scope: Scope) -> Stored:
+    """What the scope's leads hold: their references, and the companies and personas (and those
+    companies' technographics) that the leads whose companies or personas it resolves point at.
+    (The lead-level documents: `lead_level_held`, once the leads a run rewrites are known.)"""
     rows = [
         {
             "_id": lead["_id"],
@@ -300,16 +297,12 @@ def stored_for(db: Database, scope: Scope, leads: Iterable | None = None) -> Sto
     ]
     refs = pd.DataFrame(rows, columns=["_id", "key", "company_id", "persona_id"], dtype=object)
     related = {}
-    counts = {}
     for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
         resolved = scope.of(column)  # the others keep what they point at: it is none of this run's
-        ids = sorted({i for key, i in zip(refs["key"], refs[column]) if i is not None and key in resolved}, key=str)
-        related[collection] = ids
-        counts[column] = Counter(lead[column] for lead in leads_referencing(db, column, ids))
+        ids = {i for key, i in zip(refs["key"], refs[column]) if i is not None and key in resolved}
+        related[collection] = sorted(ids, key=str)
     related["technographics"] = _ids_by(db, "technographics", "company_id", related["companies"])
-    wanted = None if leads is None else set(leads)
-    related.update(lead_level_held(db, [i for i in refs["_id"] if wanted is None or i in wanted]))
-    return Stored(related, refs, counts)
+    return Stored(related, refs)
 
 
 def lead_level_held(db: Database, leads: Iterable) -> dict[str, list]:

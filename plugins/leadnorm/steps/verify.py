@@ -21,7 +21,7 @@ from leadnorm.schema import COLLECTIONS
 from leadnorm.source import MARK_PROJECTION, is_marked
 from leadnorm.steps.load import is_owned
 from leadnorm.steps.prune import kept_stale
-from leadnorm.steps.scope import Scope, stored_for
+from leadnorm.steps.scope import Scope
 from leadnorm.transform import columns
 
 
@@ -184,12 +184,11 @@ def _existing(db: Database, collection: str, ids: set) -> set:
     return {doc["_id"] for part in in_chunks(ids) for doc in db[collection].find({"_id": {"$in": part}}, {"_id": 1})}
 
 
-def verify_scope(db: Database, con: duckdb.DuckDBPyConnection, scope: Scope, leads: list) -> VerifyReport:
+def verify_scope(db: Database, con: duckdb.DuckDBPyConnection, scope: Scope, held: dict[str, set]) -> VerifyReport:
     """The same checks over a refresh's scope only: the source leads it split (each marked or
-    rejected), the companies and personas its leads hold now, the lead-level documents of the
-    normalized `leads` it rewrote, and where those documents' references lead. What lies outside
-    was verified when it was written and nothing has touched it since. (The scope's frames are
-    its size.)"""
+    rejected), the documents it staged (each stored), those its leads `held` before it (each gone,
+    unless a rule keeps it), and where the staged documents' references lead. What lies outside was
+    verified when it was written and nothing has touched it since. (The scope's frames are its size.)"""
     report = VerifyReport(
         scope=f"refresh scope: {len(scope.seeds)} source leads changed, {len(scope.gone)} gone, "
         f"{len(scope.companies | scope.personas)} tied to them"
@@ -204,14 +203,14 @@ def verify_scope(db: Database, con: duckdb.DuckDBPyConnection, scope: Scope, lea
     _reconcile(report, nested, rejected)
     report.unaccounted += len(rejected - nested.keys())  # a reject whose source went
 
-    held = stored_for(db, scope, leads).related
     wanted = {
         name: {ObjectId(row[0]) for row in con.execute(f"SELECT _id FROM {name}").fetchall()} for name in COLLECTIONS
     }
     present = {name: _existing(db, name, ids) for name, ids in wanted.items()}
-    kept = kept_stale(db, {name: set(held[name]) - wanted[name] for name in wanted})
+    left = {name: _existing(db, name, set(held[name]) - wanted[name]) for name in wanted}
+    kept = kept_stale(db, left)
     for name, ids in wanted.items():
-        actual = set(held[name]) | present[name]
+        actual = present[name] | left[name]
         report.collections[name] = CollectionCheck(len(ids), len(actual), len(ids - present[name]), len(kept[name]))
     for name, collection in COLLECTIONS.items():
         for column, target in collection.references.items():

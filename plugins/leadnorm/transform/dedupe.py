@@ -166,15 +166,7 @@ def keep_ids(con: duckdb.DuckDBPyConnection, kind: str, column: str) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {kind}_claims AS
-        WITH claims AS (
-            SELECT i._id AS new, s.{column} AS old, count(*) AS leads
-            FROM lead_ids l
-            JOIN {kind}_keys k ON k.legacy_lead_id = l.legacy_lead_id
-            JOIN {kind}_ids i ON i.entity = k.entity
-            JOIN stored_refs s ON s.lead_id = l._id
-            WHERE s.{column} IS NOT NULL
-            GROUP BY i._id, s.{column}
-        )
+        WITH claims AS ({_claims(kind, column)})
         SELECT c.*, coalesce(n.n, 0) AS held,
             row_number() OVER (PARTITION BY c.new ORDER BY coalesce(n.n, 0) DESC, c.old) AS preference,
             count(*) OVER (PARTITION BY c.old) AS claimants,
@@ -228,6 +220,31 @@ def keep_ids(con: duckdb.DuckDBPyConnection, kind: str, column: str) -> None:
     con.register(f"{kind}_kept_arrow", mapping)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {kind}_kept AS SELECT * FROM {kind}_kept_arrow")
     con.unregister(f"{kind}_kept_arrow")
+
+
+def _claims(kind: str, column: str) -> str:
+    """Each resolved entity's derived id, the stored ids its leads point at, and how many of its leads each."""
+    return f"""
+        SELECT i._id AS new, s.{column} AS old, count(*) AS leads
+        FROM lead_ids l
+        JOIN {kind}_keys k ON k.legacy_lead_id = l.legacy_lead_id
+        JOIN {kind}_ids i ON i.entity = k.entity
+        JOIN stored_refs s ON s.lead_id = l._id
+        WHERE s.{column} IS NOT NULL
+        GROUP BY i._id, s.{column}
+    """
+
+
+def merging_ids(con: duckdb.DuckDBPyConnection, kind: str, column: str) -> list[bytes]:
+    """The stored ids among which an entity whose leads point at several chooses (`keep_ids`): the only
+    ones whose `lead_counts` matter. The same views as `keep_ids`, but `lead_counts` and `occupied`."""
+    rows = con.execute(
+        f"""
+        WITH claims AS ({_claims(kind, column)})
+        SELECT DISTINCT old FROM claims WHERE new IN (SELECT new FROM claims GROUP BY new HAVING count(*) > 1)
+        """
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def no_kept_ids(con: duckdb.DuckDBPyConnection, kind: str) -> None:
