@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from pymongo import ASCENDING, IndexModel
 
+from leadnorm.contract import FIT_TIERS, LEVELS, NESTED_FIELD, STATUSES
+
 
 @dataclass(frozen=True)
 class Collection:
@@ -29,8 +31,6 @@ def _index(*keys: str, **options) -> IndexModel:
     return IndexModel([(k, ASCENDING) for k in keys], **options)
 
 
-_HAS_DOMAIN = {"domain": {"$type": "string"}}
-
 COMPANIES = Collection(
     "companies",
     (
@@ -48,7 +48,10 @@ COMPANIES = Collection(
         "linkedin_url",
         "extra",
     ),
-    (_index("name"), _index("domain", unique=True, partialFilterExpression=_HAS_DOMAIN), _index("industry")),
+    # `domain` unique only where a company has one: sparse (a company without one has no field, and the
+    # validator admits only text), served by any server, where a partial index serves only queries
+    # that repeat its filter.
+    (_index("name"), _index("domain", unique=True, sparse=True), _index("industry")),
     natural_keys=(("domain",),),
 )
 PERSONAS = Collection(
@@ -166,3 +169,76 @@ def field_kind(name: str) -> str:
 
 
 KINDS: dict[str, dict[str, str]] = {c.name: {f: field_kind(f) for f in c.columns} for c in COLLECTIONS.values()}
+
+
+# --- the server's own check: a `$jsonSchema` validator per collection ---------------------------
+
+# What a document may lack: the contract leaves a field without a value out (a reference with no
+# target, a date that is no date, an optional key, an empty `extra`); every other field has a value
+# or its default. `leads` also holds the application's own leads (uploaded, or written through
+# `leadnorm.steps.research`), which have no `legacy_lead_id`.
+OPTIONAL: dict[str, frozenset[str]] = {
+    "companies": frozenset({"domain", "extra"}),
+    "personas": frozenset({"email", "linkedin_url", "extra"}),
+    "leads": frozenset({"company_id", "persona_id", "legacy_lead_id", "created_at", "updated_at", "extra"}),
+    "technographics": frozenset({"extra"}),
+    "research_runs": frozenset({"company_id", "persona_id", "extra"}),
+    "citations": frozenset({"accessed_at_utc", "extra"}),
+    "detected_signals": frozenset({"detected_at", "extra"}),
+    "icp_scores": frozenset({"scored_at", "extra"}),
+    "icp_factor_breakdowns": frozenset({"extra"}),
+}
+_BSON_TYPES = {
+    "oid": "objectId",
+    "text": "string",
+    "int": ["int", "long"],
+    "float": ["double", "int", "long", "decimal"],
+    "time": "date",
+}
+_NESTED_TYPES = {"factors": "array"}  # the other nested fields are documents
+# Values the contract allows, by (collection, field); a number's bounds.
+VALUE_SETS: dict[tuple[str, str], tuple] = {
+    ("leads", "status"): STATUSES,
+    ("icp_scores", "fit_tier"): (*FIT_TIERS, ""),  # "": unreadable in the source, the text default
+    ("technographics", "confidence"): LEVELS,
+    ("detected_signals", "strength"): LEVELS,
+}
+BOUNDS: dict[tuple[str, str], tuple[float, float | None]] = {
+    ("icp_scores", "icp_score"): (0, 100),
+    ("icp_factor_breakdowns", "score"): (0, None),
+    ("icp_factor_breakdowns", "max_score"): (0, None),
+    ("companies", "employee_count"): (0, None),
+}
+
+
+def _property(collection: str, name: str) -> dict:
+    kind = field_kind(name)
+    rule: dict = {}
+    if kind in _BSON_TYPES:
+        rule["bsonType"] = _BSON_TYPES[kind]
+    elif kind == "bson":
+        rule["bsonType"] = _NESTED_TYPES.get(name, "object")
+    if (collection, name) in VALUE_SETS:
+        rule["enum"] = list(VALUE_SETS[collection, name])
+    if (collection, name) in BOUNDS:
+        low, high = BOUNDS[collection, name]
+        rule["minimum"] = low
+        if high is not None:
+            rule["maximum"] = high
+    return rule  # `legacy_lead_id` (a key: any BSON value) has none
+
+
+def json_schema(name: str) -> dict:
+    """The `$jsonSchema` of a collection's documents as the contract shapes them: the required fields,
+    each field's BSON type, the value sets and bounds, no other field. `leads` admits the nested
+    source leads besides, as they are (a document with `lead_input`)."""
+    collection = COLLECTIONS[name]
+    target = {
+        "bsonType": "object",
+        "required": [c for c in collection.columns if c not in OPTIONAL[name]],
+        "properties": {c: _property(name, c) for c in collection.columns},
+        "additionalProperties": False,
+    }
+    if name == "leads":
+        return {"anyOf": [{"bsonType": "object", "required": [NESTED_FIELD]}, target]}
+    return target

@@ -54,6 +54,12 @@ class NullDatabase:
     def list_collection_names(self, **_options) -> list[str]:
         return []
 
+    def create_collection(self, name: str, **_options) -> NullCollection:
+        return self[name]
+
+    def command(self, *_args, **_options) -> dict:
+        return {"ok": 1}
+
 
 class NullCollection:
     def __init__(self, db: NullDatabase, name: str):

@@ -202,9 +202,8 @@ class CompanyFinder:
         return ids
 
     def _read(self, rows: list[UploadRow]) -> None:
-        """The collection's domains and names, in one projected scan once a row names a company. Not a
-        `$in` per chunk on the domain index: that index is partial, and a partial index serves only
-        queries that repeat its filter (the embedded server serves none), so each would scan."""
+        """The collection's domains and names, in one projected scan once a row names a company: a
+        domain-less row joins by name, compared as `name_key` compares names, which no index serves."""
         if not self.read and any(row.company_key for row in rows):
             for company in self.collection.find({}, {"name": 1, "domain": 1}):
                 if company.get("domain"):

@@ -20,6 +20,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 
 import bson
@@ -27,12 +28,12 @@ import pyarrow as pa
 from bson.raw_bson import RawBSONDocument
 from pymongo import IndexModel, ReplaceOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure
 
 from leadnorm.contract import NORMALIZED_LEAD, SOURCE_COLLECTION, is_normalized_lead
 from leadnorm.errors import LoadError
 from leadnorm.mongo import CODEC_OPTIONS, RAW_CODEC_OPTIONS, in_chunks
-from leadnorm.schema import COLLECTIONS, KINDS
+from leadnorm.schema import KINDS, json_schema
 from leadnorm.steps.progress import Progress
 from leadnorm.transform.columns import values
 
@@ -138,21 +139,11 @@ def load_collection(
     return result
 
 
-# Unique keys a stored document may have to give up: single fields in sparse or partial indexes
+# Unique keys a stored document may have to give up: single fields in sparse indexes
 # are unset (the document is then replaced or pruned); a clash on any other unique key can only
 # be a stale document, which is deleted.
 _RELEASED_BY_UNSET = {"companies": ("domain",), "personas": ("email", "linkedin_url")}
 _RELEASED_BY_DELETE = {"technographics": ("company_id", "name")}
-
-
-# A partial index serves only a query that repeats its filter: the unique `domain` index of companies.
-_PARTIAL_FILTERS = {
-    (collection.name, next(iter(index.document["key"]))): index.document["partialFilterExpression"][field]
-    for collection in COLLECTIONS.values()
-    for index in collection.indexes
-    if "partialFilterExpression" in index.document
-    for field in index.document["partialFilterExpression"]
-}
 
 
 def _key_bytes(values: tuple) -> bytes:
@@ -200,7 +191,7 @@ def _clashing(db: Database, name: str, fields: tuple, values_of: dict) -> set:
     # By the key's first field (an index leads with it), each value once; a compound key is matched whole below.
     firsts = {_key_bytes(row[:1]): row[0] for row, _ in wanted.values()}
     for part in in_chunks(firsts.values()):
-        query = {fields[0]: {"$in": part, **_PARTIAL_FILTERS.get((name, fields[0]), {})}}
+        query = {fields[0]: {"$in": part}}
         for doc in db[name].find(query, {f: 1 for f in fields}):  # a key field: owned documents only
             if wanted.get(_key_bytes(tuple(doc.get(f) for f in fields)), (None, doc["_id"]))[1] != doc["_id"]:
                 clashing.add(doc["_id"])
@@ -228,6 +219,22 @@ def ensure_indexes(db: Database, name: str, indexes: list[IndexModel]) -> None:
 _INDEX_OPTIONS = ("key", "unique", "sparse", "partialFilterExpression")
 
 
+def ensure_validator(db: Database, name: str) -> None:
+    """The collection's `$jsonSchema` validator (`leadnorm.schema.json_schema`): it is created with
+    it, or its validator is set anew (a release may have changed the contract's shape). From then on
+    the server refuses a document of another shape, whoever writes it (code 121)."""
+    options = {
+        "validator": {"$jsonSchema": json_schema(name)},
+        "validationLevel": "strict",
+        "validationAction": "error",
+    }
+    if not db.list_collection_names(filter={"name": name}):
+        with suppress(CollectionInvalid):  # created meanwhile: set it below
+            db.create_collection(name, **options)
+            return
+    db.command("collMod", name, **options)
+
+
 def build_indexes_after_load(db: Database, name: str, indexes: list) -> None:
     """A bulk-loaded collection's indexes; a unique key the load duplicated fails here, one line.
     (A run that dies before this finds the collection filled, and builds them before its load.)"""
@@ -248,7 +255,10 @@ def _write(name: str, operation) -> None:
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         first = errors[0] if errors else {}
-        index = first.get("keyPattern") or first.get("code")
+        if first.get("code") == 121:
+            why = "a document of another shape than the collection's validator admits"
+        else:
+            why = f"index {first.get('keyPattern') or '?'}"
         raise LoadError(
-            f"{name}: the server refused {len(errors)} writes (first: code {first.get('code')}, index {index})"
+            f"{name}: the server refused {len(errors)} writes (first: code {first.get('code')}, {why})"
         ) from None

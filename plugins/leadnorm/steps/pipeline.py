@@ -52,6 +52,7 @@ from leadnorm.steps.feed import current_position, resume_after_run
 from leadnorm.steps.load import (
     build_indexes_after_load,
     ensure_indexes,
+    ensure_validator,
     key_clashes,
     load_collection,
     natural_key_columns,
@@ -512,6 +513,8 @@ def _relink(con: duckdb.DuckDBPyConnection, db: Database, run: RunFolder, moved:
     """The unchanged leads whose company or persona id moved: read from the source and split again,
     their lead-level tables added to the engine's (their mentions are there already, from the key
     store); the company or persona the scope does not resolve for them stays the one they point at."""
+    if not moved and not run.has_table(layout.KEPT_REFERENCES):  # (a rerun rewrites what it staged)
+        return
     contents = [lead.content for batch in extract.source_batches_of(db, moved, DEFAULT_BATCH_SIZE) for lead in batch]
     split = split_raw(contents)
     for name in RELINKED:
@@ -580,6 +583,7 @@ def load_step(
     bulk = empty and not dry_run
     if not dry_run:
         set_key_store_complete(db, False)  # until the run's last write
+        ensure_validator(db, collection)
         if not bulk:
             ensure_indexes(db, collection, indexes)
     ids = list(scope_ids(run, collection)) if scoped else None

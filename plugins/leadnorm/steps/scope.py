@@ -213,14 +213,13 @@ CLOSURE_KEYS = {"company_id": tuple(COMPANY_KEY_COLUMNS.values()), "persona_id":
 CLOSURE_MENTIONS = {"company_id": ("company", "techs"), "persona_id": ("persona",)}
 
 
-def current_keys(db: Database, leads: Iterable[bytes]) -> set[str]:
-    """The identity keys the given source leads have now."""
-    found: set[str] = set()
+def current_keys(db: Database, leads: Iterable[bytes]) -> list[list[str]]:
+    """The identity keys the given source leads have now, lead by lead."""
+    found: list[list[str]] = []
     for part in in_chunks(leads):
         documents = list(find_exactly(db[SOURCE_COLLECTION], "_id", part, WITHOUT_MARKERS, **NESTED_LEAD))
         if documents:
-            for keys in lead_keys(split_batch(source_frame(documents)))["keys"]:
-                found.update(keys)
+            found += [list(keys) for keys in lead_keys(split_batch(source_frame(documents)))["keys"]]
     return found
 
 
@@ -234,13 +233,10 @@ def find_scope(db: Database, changes: Changes) -> tuple[Scope, dict[str, list[di
     changed = changes.new | changes.changed | changes.gone
     start = current_keys(db, changes.new | changes.changed)
     for part in in_chunks(changed):
-        for doc in store.find({"_id": {"$in": [Binary(k) for k in part]}}, {"keys": 1}):
-            start.update(doc.get("keys", ()))
+        start += [doc.get("keys", []) for doc in store.find({"_id": {"$in": [Binary(k) for k in part]}}, {"keys": 1})]
     members, mentions = {}, {}
     for column, prefixes in CLOSURE_KEYS.items():
-        reached = _closure(
-            store, {k for k in start if k.startswith(prefixes)}, prefixes, changed, CLOSURE_MENTIONS[column]
-        )
+        reached = _closure(store, start, prefixes, changed, CLOSURE_MENTIONS[column])
         members[column] = frozenset(reached)
         mentions.update(stored_mentions(reached.values(), CLOSURE_MENTIONS[column]))
     scope = Scope(
@@ -249,22 +245,35 @@ def find_scope(db: Database, changes: Changes) -> tuple[Scope, dict[str, list[di
     return scope, mentions
 
 
-def _closure(store, start: set[str], prefixes: tuple[str, ...], changed: frozenset[bytes], fields) -> dict[bytes, dict]:
+def _closure(store, start: list[list[str]], prefixes: tuple[str, ...], changed: frozenset[bytes], fields) -> dict:
     """The key store documents (with `fields`) of the leads other than `changed` that keys of `prefixes`
-    tie to `start`, directly or through each other."""
+    tie to the leads of `start` (their keys, lead by lead), directly or through each other."""
     found: dict[bytes, dict] = {}
-    seen, frontier = set(start), set(start)
+    seen: set[str] = set()
+    frontier = _in_lookup_order(start, prefixes, seen)
     while frontier:
-        reached: set[str] = set()
-        for part in in_chunks(sorted(frontier)):
+        reached: list[list[str]] = []
+        for part in in_chunks(frontier):
             for doc in store.find({"keys": {"$in": part}}, {"keys": 1, **dict.fromkeys(fields, 1)}):
                 member = bytes(doc["_id"])
                 if member not in changed and member not in found:
                     found[member] = doc
-                    reached.update(key for key in doc.get("keys", ()) if key.startswith(prefixes))
-        frontier = reached - seen
-        seen |= frontier
+                    reached.append(doc.get("keys", []))
+        frontier = _in_lookup_order(reached, prefixes, seen)
     return found
+
+
+def _in_lookup_order(groups: list[list[str]], prefixes: tuple[str, ...], seen: set[str]) -> list[str]:
+    """The keys of `prefixes` the leads of `groups` have that no lookup had yet, each lead's together and
+    the leads in order of their first key, so the leads of one company (its domain and its name) come
+    in one lookup, not in two that each return them all; marked seen."""
+    keys = []
+    for group in sorted(sorted(k for k in group if k.startswith(prefixes)) for group in groups):
+        for key in group:
+            if key not in seen:
+                seen.add(key)
+                keys.append(key)
+    return keys
 
 
 # --- what the scope's leads hold now ---------------------------------------------------------
