@@ -24,6 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name leadnorm --display-name "Python (leadnorm)" > /dev/null
 	touch $(STAMP)
 
 $(AIRFLOW_HOME)/airflow.db: $(STAMP)
@@ -82,7 +83,11 @@ clean:
 # --- notebooks -----------------------------------------------------------------------
 JUPYTER_PORT ?= 8888
 NOTEBOOK_LEADS ?= 2000
-NOTEBOOK_DB ?= jazon_ai_sdr
+# A database of their own, seeded afresh: the demo's and the UI's jazon_ai_sdr is never dropped. Any
+# other NOTEBOOK_DB (make notebooks NOTEBOOK_DB=jazon_ai_sdr) is read as it is, neither seeded nor migrated.
+NOTEBOOK_SCRATCH_DB := leadnorm_notebooks
+NOTEBOOK_DB ?= $(NOTEBOOK_SCRATCH_DB)
+NOTEBOOK_REPORTS ?= reports/notebooks
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 NBSTRIPOUT := .venv/bin/nbstripout --extra-keys metadata.language_info
 
@@ -91,7 +96,6 @@ NBSTRIPOUT := .venv/bin/nbstripout --extra-keys metadata.language_info
 # JupyterLab on 127.0.0.1 with the project's kernel `leadnorm`, the embedded MongoDB started first;
 # the token goes through the environment, never the process list.
 jupyter: setup
-	$(BIN)/python -m ipykernel install --sys-prefix --name leadnorm --display-name "Python (leadnorm)"
 	@URI=$$($(BIN)/python -m leadnorm mongo start) && \
 	TOKEN=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))') && \
 	echo "MongoDB (embedded SecantusDB): $$URI" && \
@@ -99,14 +103,17 @@ jupyter: setup
 	JUPYTER_TOKEN=$$TOKEN $(BIN)/jupyter lab --no-browser --allow-root --ip 127.0.0.1 --port $(JUPYTER_PORT) \
 		--ServerApp.port_retries=0 --ServerApp.root_dir=$(CURDIR)/notebooks
 
-# Seed and migrate the embedded server, then run every notebook into reports/notebooks/ (executed .ipynb and HTML).
+# Run every notebook on the embedded server into reports/notebooks/ (executed .ipynb, and HTML without code).
 notebooks: setup
 	@export MONGO_URI=$$($(BIN)/python -m leadnorm mongo start) && \
-	$(BIN)/python -m leadnorm seed --db $(NOTEBOOK_DB) --leads $(NOTEBOOK_LEADS) --drop && \
-	$(BIN)/python -m leadnorm migrate --db $(NOTEBOOK_DB) && \
-	mkdir -p reports/notebooks && \
+	if [ "$(NOTEBOOK_DB)" = "$(NOTEBOOK_SCRATCH_DB)" ]; then \
+		$(BIN)/python -m leadnorm seed --db $(NOTEBOOK_DB) --leads $(NOTEBOOK_LEADS) --drop && \
+		$(BIN)/python -m leadnorm migrate --db $(NOTEBOOK_DB) > /dev/null || exit 1; \
+	fi && \
+	mkdir -p $(NOTEBOOK_REPORTS) && \
 	for nb in $(NOTEBOOKS); do \
-		out=reports/notebooks/$$(basename $$nb) && \
-		$(BIN)/papermill --kernel python3 --no-progress-bar -p db $(NOTEBOOK_DB) $$nb $$out && \
-		$(BIN)/jupyter nbconvert --to html --log-level ERROR $$out || exit 1; \
-	done && echo "reports: $(CURDIR)/reports/notebooks/*.html"
+		out=$(NOTEBOOK_REPORTS)/$$(basename $$nb) && \
+		echo "$$nb -> $$out" && \
+		$(BIN)/papermill --no-progress-bar --log-level WARNING -p db $(NOTEBOOK_DB) $$nb $$out && \
+		$(BIN)/jupyter nbconvert --to html --no-input --log-level ERROR $$out || exit 1; \
+	done && echo "reports: $(NOTEBOOK_REPORTS)/*.html (database $(NOTEBOOK_DB))"

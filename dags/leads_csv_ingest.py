@@ -60,18 +60,21 @@ def leads_csv_ingest():
         return f"{rows} rows"
 
     @task(multiple_outputs=False)
-    def ingest(checked: str, params=None) -> dict:
+    def ingest(checked: str, params=None, dag_run=None) -> dict:
         import logging
         from pathlib import Path
 
         from leadnorm.airflow_support import mongo_database
         from leadnorm.steps.ingest import ingest_csv
         from leadnorm.steps.lock import hold_lock
+        from leadnorm.steps.summary import save_summary
 
         db = mongo_database()
         with hold_lock(db, "leads_csv_ingest"):
             result = ingest_csv(db, Path(params["path"]))
-        logging.getLogger("leadnorm").info("%s", result.render())
+        text = result.render()
+        saved = save_summary(text, f"{dag_run.dag_id}/{dag_run.run_id}")  # the run's Outcome tab
+        logging.getLogger("leadnorm").info("%s\nsummary: %s", text, saved)
         return result.as_dict()
 
     ingest(check_file())

@@ -60,7 +60,7 @@ def leads_quality_report():
         from leadnorm.quality.report import validate_stored
 
         result = validate_stored(mongo_database())
-        logging.getLogger("leadnorm").info("%s", result.log_line())
+        logging.getLogger("leadnorm").info("%s", result.report())
         if not result.passed:
             raise AirflowFailException(result.summary())
         return {"warnings": len(result.warnings), "docs_index": str(result.docs_index)}

@@ -49,6 +49,8 @@ PY
   "$BIN/airflow" connections import --overwrite "$rendered" > /dev/null
   rm -f "$rendered"
   unset AIRFLOW_CONN_MONGO_DEFAULT  # the connection under Admin -> Connections is the one used
+  # DAG files name the Assets without a database query: from the same address (leadnorm/assets.py).
+  export LEADNORM_ASSET_MONGO_URI="mongodb://${uri#mongodb://}/jazon_ai_sdr"
   echo "Airflow UI: http://127.0.0.1:$PORT  user admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
   echo "mongo_default -> ${uri#mongodb://}/jazon_ai_sdr (Admin -> Connections); stop with: make airflow-stop"
   setsid "$BIN/airflow" standalone &

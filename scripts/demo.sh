@@ -11,8 +11,16 @@ $BIN/python -m leadnorm seed --leads "$LEADS" --drop --uri "$uri"
 
 export AIRFLOW_CONN_MONGO_DEFAULT="mongo://${uri#mongodb://}/jazon_ai_sdr"
 log=.leadnorm/demo-dags-test.log
-echo "airflow dags test leads_migration (log: $log) ..."
-if ! $BIN/airflow dags test leads_migration > "$log" 2>&1; then
+echo "airflow dags test leads_migration (full log: $log) ..."
+$BIN/airflow dags test leads_migration > "$log" 2>&1 &
+run=$!
+# The run as it goes: each task as it starts, the steps' progress lines, the gate's verdict.
+tail -n +1 -F --pid=$run "$log" 2>/dev/null \
+  | grep --line-buffered -E "\[DAG TEST\] starting task_id=|docs/s|validation (passed|FAILED)" \
+  | sed -u -E -e 's/.*\[DAG TEST\] starting task_id=([^ ]+) map_index=(-1|None)$/  task \1/' \
+      -e 's/.*\[DAG TEST\] starting task_id=([^ ]+) map_index=([0-9]+)$/  task \1 [\2]/' \
+      -e 's/^.*(INFO|info)[^A-Za-z]*(leadnorm[^A-Za-z]*)?/    /' || true
+if ! wait $run; then
   tail -40 "$log"
   echo "demo: the DAG run failed; full log in $log" >&2
   exit 1

@@ -63,12 +63,14 @@ def wait_until_healthy(base: str, process: subprocess.Popen, log: Path, seconds:
 
 
 @contextmanager
-def api_server(env: dict):
-    """`airflow api-server` on the environment's port; yields its base URL."""
+def api_server(env: dict, command: list[str] | None = None, cwd: Path | None = None):
+    """`airflow api-server` (`command`: another venv's airflow) on the environment's port; yields its base URL."""
     home, port = Path(env["AIRFLOW_HOME"]), env["AIRFLOW__API__PORT"]
     log_path = home / "api-server.log"
     with log_path.open("wb") as log:
-        server = subprocess.Popen([AIRFLOW, "api-server", "--port", port], env=env, stdout=log, stderr=log)
+        server = subprocess.Popen(
+            [*(command or [AIRFLOW]), "api-server", "--port", port], env=env, stdout=log, stderr=log, cwd=cwd
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(base, server, log_path)

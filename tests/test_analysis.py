@@ -29,8 +29,13 @@ def migrated(mongo_uri, tmp_path_factory):
 def test_leads_by_status_and_tier(migrated):
     frame = analysis.leads_by_status_and_tier(migrated)
     assert list(frame.index) == list(STATUSES)
-    assert list(frame.columns) == [*FIT_TIERS, "none"]
+    unreadable = migrated.icp_scores.count_documents({"fit_tier": ""})
+    assert list(frame.columns) == [*FIT_TIERS, *([analysis.UNREADABLE] if unreadable else []), analysis.NO_SCORE]
     assert frame.to_numpy().sum() == migrated.leads.count_documents(NORMALIZED_LEAD)
+    assert (frame[analysis.UNREADABLE].sum() if unreadable else 0) == unreadable
+    assert frame[analysis.NO_SCORE].sum() == migrated.leads.count_documents(
+        {**NORMALIZED_LEAD, "status": {"$ne": "icp_scored"}}
+    )
     for status in STATUSES:
         assert frame.loc[status].sum() == migrated.leads.count_documents({**NORMALIZED_LEAD, "status": status})
     for tier in FIT_TIERS:
@@ -67,14 +72,32 @@ def test_signal_types_over_time(migrated):
 
 def test_icp_factor_contributions_by_tier(migrated):
     frame = analysis.icp_factor_contributions_by_tier(migrated)
-    tiers = {s["_id"]: s["fit_tier"] or "none" for s in migrated.icp_scores.find()}
+    tiers = {s["_id"]: s["fit_tier"] or analysis.UNREADABLE for s in migrated.icp_scores.find()}
     scores = defaultdict(list)
     for breakdown in migrated.icp_factor_breakdowns.find():
         scores[tiers[breakdown["icp_score_id"]], breakdown["category"]].append(breakdown["score"])
     assert list(frame.columns) == sorted({category for _, category in scores})
-    assert list(frame.index) == [t for t in [*FIT_TIERS, "none"] if t in {tier for tier, _ in scores}]
+    assert list(frame.index) == [t for t in [*FIT_TIERS, analysis.UNREADABLE] if t in {tier for tier, _ in scores}]
     for (tier, category), values in scores.items():
         assert frame.loc[tier, category] == pytest.approx(mean(values))
+
+
+def test_icp_scores_tell_a_defaulted_score_from_a_real_one(migrated):
+    frame = analysis.icp_scores(migrated)
+    assert len(frame) == migrated.icp_scores.count_documents({})
+    legacy = {lead["_id"]: lead["legacy_lead_id"] for lead in migrated.leads.find(NORMALIZED_LEAD)}
+    for row in frame.itertuples():
+        source = migrated.leads.find_one({"_id": legacy[row.lead_id]})["icp"].get("icp_score")
+        number = None
+        try:
+            number = float(str(source).strip().replace(",", ""))
+        except ValueError:
+            pass
+        real = number is not None and not isinstance(source, bool) and 0 <= number <= 100
+        assert row.score_read == real, (source, row)
+        if not real:
+            assert row.icp_score == 0  # the contract's default, which the analysis now names
+    assert not frame["score_read"].all() and frame["score_read"].any(), "the seed holds both kinds"
 
 
 def test_technographics_frequency(migrated):

@@ -180,7 +180,7 @@ def test_sigint_during_migrate_is_one_line_and_exit_130(db, mongo_uri, tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "leadnorm", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    first_log = process.stderr.readline()  # the backup's log line: the run has begun
+    first_log = process.stderr.readline()  # the first progress line: the run has begun
     time.sleep(2)
     assert LOG_LINE.match(first_log) and process.poll() is None, "migrate ended before the interrupt; seed more leads"
     process.send_signal(signal.SIGINT)

@@ -78,6 +78,15 @@ def test_refresh_dag_skips_when_nothing_changed_and_catches_up_when_something_di
     assert idle.returncode == 0, idle.stdout[-3000:] + idle.stderr[-3000:]
     assert "nothing to write" in idle.stdout + idle.stderr
     assert {name: list(db[name].find({}, sort=[("_id", 1)])) for name in COLLECTIONS} == before
+    # the run's Outcome tab says why it wrote nothing: the summary the skipping lock task kept
+    summaries = sorted(
+        (tmp_path / "reports" / "summaries" / "leads_refresh").glob("*.txt"), key=lambda p: p.stat().st_mtime
+    )
+    assert (
+        len(summaries) == 2
+        and "skipped" in summaries[-1].read_text()
+        and "nothing to write" in summaries[-1].read_text()
+    )
 
     lead = db.leads.find_one({**NESTED_LEAD, "_migrated": True, "research.DetectedSignals.0": {"$exists": True}})
     db.leads.update_one({"_id": lead["_id"]}, {"$unset": {"research.DetectedSignals": ""}})

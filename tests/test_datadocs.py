@@ -126,6 +126,20 @@ def test_failed_expectations_show_their_severity(docs, gate_result):
     assert _severity_badges(_result_page(docs, "nested_leads")) == ["warning"]  # the rejected lead
 
 
+def _status(page: str) -> str:
+    return re.search(r'<span class="h6" >Status:</span>\s*<i[^>]*></i>\s*([A-Za-z ]+)', page)[1].strip()
+
+
+def test_each_result_page_states_the_gates_verdict_and_no_newsletter(docs, gate_result):
+    """A suite whose failures are all warnings passed the gate, and says so ("Passed with
+    warnings", where GX says "Failed"); one with a critical failure says "Failed"; GX's newsletter
+    footer is gone from every page."""
+    assert _status(_result_page(docs, "nested_leads")) == "Passed with warnings"
+    assert _status(_result_page(docs, "personas")) == "Failed"
+    assert _status(_result_page(docs, "research_runs")) == "Succeeded"
+    assert not [p for p in docs.rglob("*.html") if "newsletter" in p.read_text(encoding="utf-8")]
+
+
 def test_masking_keeps_duplicates_recognisable():
     expectation = SimpleNamespace(
         expectation_config=SimpleNamespace(kwargs={"column": "email"}),

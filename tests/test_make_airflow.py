@@ -13,6 +13,7 @@ import httpx
 import pytest
 from airflow_harness import ROOT, scratch_home, wait_until_healthy
 
+from leadnorm.contract import COLLECTION_NAMES
 from leadnorm.devtools.server import free_port
 
 pytestmark = pytest.mark.airflow
@@ -65,6 +66,12 @@ def test_make_airflow_on_another_port_runs_a_dag_and_stops_everything(tmp_path):
                 break
             time.sleep(2)
         assert state == "success", (tmp_path / "make-airflow.log").read_text()[-3000:]
+
+        # The Assets are named with the embedded server's real address, as mongo_default has it.
+        uris = {asset["uri"] for asset in api.get("/api/v2/assets", params={"limit": 100}).json()["assets"]}
+        address = f"mongodb://{connection['host']}:{connection['port']}/jazon_ai_sdr"
+        assert {f"{address}/{name}" for name in COLLECTION_NAMES} <= uris, uris
+        assert all(uri.startswith(address) for uri in uris if uri.startswith("mongodb://")), uris
 
         refresh_follows_a_change_within_90_seconds(api, env, tmp_path)
     finally:

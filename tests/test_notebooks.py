@@ -4,6 +4,7 @@ and shows no email address, 02 fails on a broken reference, and none is committe
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import uuid
@@ -31,12 +32,12 @@ def seeded_and_migrated(db, leads: int, tmp: Path) -> None:
 
 
 def execute(name: str, mongo_uri: str, db_name: str, tmp: Path) -> nbformat.NotebookNode:
+    """papermill as the README runs it: the notebook's own kernel `leadnorm`, which `make setup` installs."""
     out = tmp / name
     papermill.execute_notebook(
         str(ROOT / "notebooks" / name),
         str(out),
         parameters={"uri": mongo_uri, "db": db_name},
-        kernel_name="python3",
         progress_bar=False,
         cwd=str(tmp),
     )
@@ -117,3 +118,26 @@ def test_a_saved_run_cleans_back_to_the_committed_notebook(path, tmp_path):
     saved = nbformat.writes(nb).encode() + b"\n"
     cleaned = subprocess.run(NBSTRIPOUT, shell=True, cwd=ROOT, input=saved, capture_output=True, check=True).stdout
     assert cleaned == path.read_bytes()
+
+
+def test_make_notebooks_leaves_the_demo_database_alone_and_reports_without_code(tmp_path):
+    """`make notebooks` seeds a database of its own: the demo's `jazon_ai_sdr` (and what was uploaded
+    into it) is still there afterwards; the HTML reports show outputs, not code."""
+    env = {**os.environ, "LEADNORM_STATE_DIR": str(tmp_path / "state"), "NOTEBOOK_REPORTS": str(tmp_path / "out")}
+    env.pop("MONGO_URI", None)
+    cli = [str(ROOT / ".venv/bin/python"), "-m", "leadnorm"]
+    uri = subprocess.run([*cli, "mongo", "start"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        demo = connect(uri, "jazon_ai_sdr")
+        seed_leads(demo, 25, seed=9)
+        made = subprocess.run(
+            ["make", "-s", "notebooks", "NOTEBOOK_LEADS=80"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+        assert demo.leads.count_documents({}) == 25
+        assert connect(uri, "leadnorm_notebooks").companies.count_documents({}) > 0
+        for notebook in NOTEBOOKS:
+            html = (tmp_path / "out" / notebook.with_suffix(".html").name).read_text()
+            assert "<img" in html and "from leadnorm" not in html, notebook.name
+    finally:
+        subprocess.run([*cli, "mongo", "stop"], env=env, capture_output=True)

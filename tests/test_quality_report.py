@@ -48,7 +48,7 @@ def test_stored_frames_have_the_schema_columns(migrated):
 
 def test_passes_after_a_migration(migrated, tmp_path):
     result = validate_stored(migrated, reports_dir=tmp_path / "reports")
-    assert result.passed, result.log_line()
+    assert result.passed, result.report()
     assert result.docs_index.exists()
     assert "quality-report-" in page_with_scripts(result.docs_index)
 
@@ -59,7 +59,7 @@ def test_a_deleted_company_fails_critically(migrated, tmp_path):
     result = validate_stored(migrated, reports_dir=tmp_path / "reports")
     assert not result.passed
     assert ("leads", "company_id__resolves") in {(f.suite, f.column) for f in result.failures}
-    assert "validation FAILED" in result.log_line()
+    assert "validation FAILED" in result.report()
 
 
 def test_a_lost_mark_fails_critically(migrated, tmp_path):

@@ -27,6 +27,7 @@ from leadnorm.contract import (
 )
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.errors import BackupError
+from leadnorm.schema import with_defaults
 from leadnorm.steps import pipeline
 from leadnorm.steps.backup import MANIFEST, backup, iter_backup_documents
 from leadnorm.steps.housekeeping import prune_backups
@@ -274,7 +275,7 @@ def application_data(db) -> dict[str, list]:
         "extra": {"upload": {"file": "u.csv", "line": 2}},
     }
     for collection, document in (("companies", company), ("personas", persona), ("leads", lead)):
-        db[collection].insert_one(document)
+        db[collection].insert_one(with_defaults(collection, document))
     return {"companies": [company], "personas": [persona], "leads": [lead]}
 
 
@@ -297,7 +298,7 @@ def test_a_rollback_killed_anywhere_and_rerun_loses_no_application_data(migrated
     monkeypatch.undo()
 
     result = rollback(db, folder)
-    assert result.uploaded_leads_kept == 1, where
+    assert result.application_leads_kept == 1, where
     for collection, documents in uploaded.items():
         for document in documents:
             assert db[collection].find_one({"_id": document["_id"]}) == document, (where, collection)

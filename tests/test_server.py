@@ -30,3 +30,8 @@ def test_mongo_start_status_stop(tmp_path):
         stopped = run_cli("mongo", "stop", env=env)
     assert stopped.returncode == 0 and "stopped pid" in stopped.stdout
     assert run_cli("mongo", "status", env=env).returncode == 3
+    restarted = run_cli("mongo", "start", env=env)  # the same address again: Airflow's Asset names keep
+    try:
+        assert restarted.stdout.strip() == uri, restarted.stderr
+    finally:
+        run_cli("mongo", "stop", env=env)

@@ -90,8 +90,18 @@ def test_sign_in_leads_lead_page_and_a_runs_data_docs(browser, ui):  # noqa: F81
     browser.find_element(By.CSS_SELECTOR, "form.upload input[type='file']").send_keys(str(csv))
     browser.find_element(By.CSS_SELECTOR, "form.upload button[type='submit']").click()
     wait_for(browser, lambda d: "Upload received" in d.page_source)
-    assert "leads_csv_ingest" in browser.page_source
-    browser.execute_script("window.location.href = arguments[0]", "../leads")
+    run_link = browser.find_element(By.CSS_SELECTOR, "a[data-airflow-page]")
+    run_id, run_page = run_link.text, run_link.get_attribute("href")
+    assert run_page.startswith(f"{base}/dags/leads_csv_ingest/runs/")
+    run_link.click()  # the run's own page, in the UI around the frame (not inside it)
+    browser.switch_to.default_content()
+    wait_for(browser, lambda d: d.current_url == run_page)
+    wait_for(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "iframe[src*='leadnorm']"))
+    wait_for(browser, lambda d: run_id in d.find_element(By.TAG_NAME, "body").text, 60)
+    shot(browser, ui, "upload-run")
+    browser.get(f"{base}/plugin/leads")
+    frame = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[src*='leadnorm/leads']"))[0]
+    browser.switch_to.frame(frame)
     rows = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table.leads tbody tr td a"))
     browser.switch_to.default_content()
 
@@ -114,13 +124,21 @@ def test_sign_in_leads_lead_page_and_a_runs_data_docs(browser, ui):  # noqa: F81
     ).json()["dag_runs"]
     run_id = max(runs, key=lambda run: run["start_date"] or "")["dag_run_id"]  # the copied DB may hold older ones
     browser.get(f"{base}/dags/leads_migration/runs/{run_id}")
-    tab = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "a[href$='/plugin/data-docs']"), 60)[0]
+    tab = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "a[href$='/plugin/outcome']"), 60)[0]
     tab.click()
     frame = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[src*='/docs']"))[0]
     browser.switch_to.frame(frame)
-    suites = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "ul.docs a"))
-    assert {a.text for a in suites} >= {"leads", "companies", "personas"}
-    suites[0].click()
+    suites = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table.suites tbody tr"))
+    marks = {
+        row.find_element(By.CSS_SELECTOR, "td a").text: row.find_element(By.CSS_SELECTOR, ".mark").text
+        for row in suites
+    }
+    assert set(marks) >= {"leads", "companies", "personas"} and set(marks.values()) <= {
+        "passed",
+        "passed with warnings",
+    }
+    assert "migration summary" in browser.find_element(By.CSS_SELECTOR, "section.summary pre").text
+    suites[0].find_element(By.CSS_SELECTOR, "td a").click()
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table tbody tr"))
     browser.switch_to.default_content()
     shot(browser, ui, "data-docs")

@@ -29,6 +29,7 @@ from bson import ObjectId
 from leadnorm.contract import NORMALIZED_LEAD
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.mongo import connect
+from leadnorm.schema import with_defaults
 from leadnorm.steps.pipeline import migrate
 from leadnorm.steps.runstore import RunFolder
 
@@ -267,126 +268,152 @@ def personal_lead(airflow) -> dict:
     }
     jane, email = PERSONAL[0], PERSONAL[1]
     database.companies.insert_one(
-        {
-            "_id": ids["company"],
-            "name": "Personal Test Co",
-            "domain": "personal-test.example",
-            "industry": "Software",
-            "extra": {"ceo_name": "Cornelius Whitfield-Ngata", "headquarters": {"street": "221B Baker Street"}},
-        }
+        with_defaults(
+            "companies",
+            {
+                "_id": ids["company"],
+                "name": "Personal Test Co",
+                "domain": "personal-test.example",
+                "industry": "Software",
+                "extra": {"ceo_name": "Cornelius Whitfield-Ngata", "headquarters": {"street": "221B Baker Street"}},
+            },
+        )
     )
     database.personas.insert_one(
-        {
-            "_id": ids["persona"],
-            "full_name": jane,
-            "email": email,
-            "title": "VP Sales",
-            "seniority": "VP",
-            "department": "Sales",
-            "linkedin_url": "linkedin.com/in/jane-quillfeather",
-            "location": "Lisbon, PT",
-            "bio": "Jane grew up in Porto",
-            "extra": {"mobile": "+351 912 345 678"},
-        }
+        with_defaults(
+            "personas",
+            {
+                "_id": ids["persona"],
+                "full_name": jane,
+                "email": email,
+                "title": "VP Sales",
+                "seniority": "VP",
+                "department": "Sales",
+                "linkedin_url": "linkedin.com/in/jane-quillfeather",
+                "location": "Lisbon, PT",
+                "bio": "Jane grew up in Porto",
+                "extra": {"mobile": "+351 912 345 678"},
+            },
+        )
     )
     database.leads.insert_one(
-        {
-            "_id": ids["lead"],
-            "name": jane,
-            "title": "VP Sales",
-            "email": email,
-            "company_id": ids["company"],
-            "persona_id": ids["persona"],
-            "status": "researched",
-            "legacy_lead_id": "jane.legacy@personal-test.example",
-            "created_at": when,
-            "updated_at": when,
-            "extra": {
-                "contact_person": {"name": "Horatio Pemberton-Oyelaran"},
-                "PHONE": "+1 415 555 0199",
-                "mobile": "+44 7700 900123",
-                "phone_number": "(020) 7946 0321",
-                "email": "jane@例え.テスト",
-                "home_address": "221B Baker Street, London NW1 6XE",
-                "birthday": datetime(1984, 2, 29, tzinfo=UTC),
-                "lead_input": {"phone": "+49 30 901820"},
+        with_defaults(
+            "leads",
+            {
+                "_id": ids["lead"],
+                "name": jane,
+                "title": "VP Sales",
+                "email": email,
+                "company_id": ids["company"],
+                "persona_id": ids["persona"],
+                "status": "researched",
+                "legacy_lead_id": "jane.legacy@personal-test.example",
+                "created_at": when,
+                "updated_at": when,
+                "extra": {
+                    "contact_person": {"name": "Horatio Pemberton-Oyelaran"},
+                    "PHONE": "+1 415 555 0199",
+                    "mobile": "+44 7700 900123",
+                    "phone_number": "(020) 7946 0321",
+                    "email": "jane@例え.テスト",
+                    "home_address": "221B Baker Street, London NW1 6XE",
+                    "birthday": datetime(1984, 2, 29, tzinfo=UTC),
+                    "lead_input": {"phone": "+49 30 901820"},
+                },
             },
-        }
+        )
     )
     database.technographics.insert_one(
-        {
-            "_id": ids["tech"],
-            "company_id": ids["company"],
-            "name": "Salesforce",
-            "category": "CRM",
-            "confidence": "High",
-            "extra": {"admin": "Ophelia Marchetti-Lindqvist"},
-        }
+        with_defaults(
+            "technographics",
+            {
+                "_id": ids["tech"],
+                "company_id": ids["company"],
+                "name": "Salesforce",
+                "category": "CRM",
+                "confidence": "High",
+                "extra": {"admin": "Ophelia Marchetti-Lindqvist"},
+            },
+        )
     )
     database.research_runs.insert_one(
-        {
-            "_id": ids["run"],
-            "lead_id": ids["lead"],
-            "company_id": ids["company"],
-            "persona_id": ids["persona"],
-            "legacy_lead_id": "jane.legacy@personal-test.example",
-            "research_meta": {
-                "run_id": "rr-777",
-                "model": "research-model-7",
-                "completed_at_utc": when,
-                "duration_ms": 1234,
-                "confidence": "High",
-                "analyst": "Bartholomew Okonkwo-Reyes",
+        with_defaults(
+            "research_runs",
+            {
+                "_id": ids["run"],
+                "lead_id": ids["lead"],
+                "company_id": ids["company"],
+                "persona_id": ids["persona"],
+                "research_meta": {
+                    "run_id": "rr-777",
+                    "model": "research-model-7",
+                    "completed_at_utc": when,
+                    "duration_ms": 1234,
+                    "confidence": "High",
+                    "analyst": "Bartholomew Okonkwo-Reyes",
+                },
+                "extra": {"notes": "called at +1 212 555 0147"},
             },
-            "extra": {"notes": "called at +1 212 555 0147"},
-        }
+        )
     )
     database.citations.insert_one(
-        {
-            "_id": ids["citation"],
-            "research_run_id": ids["run"],
-            "source_name": "Company blog",
-            "url": "https://blog.personal-test.example/team/jane-quillfeather",
-            "accessed_at_utc": when,
-            "extra": {"author": "Winifred Ashdown"},
-        }
+        with_defaults(
+            "citations",
+            {
+                "_id": ids["citation"],
+                "research_run_id": ids["run"],
+                "source_name": "Company blog",
+                "url": "https://blog.personal-test.example/team/jane-quillfeather",
+                "accessed_at_utc": when,
+                "extra": {"author": "Winifred Ashdown"},
+            },
+        )
     )
     database.detected_signals.insert_one(
-        {
-            "_id": ids["signal"],
-            "lead_id": ids["lead"],
-            "research_run_id": ids["run"],
-            "type": "hiring",
-            "signal": "Hiring SDRs",
-            "strength": "High",
-            "detected_at": when,
-            "source_url": "https://www.linkedin.com/in/jane-quillfeather/recent-activity",
-            "extra": {"poster": jane},
-        }
+        with_defaults(
+            "detected_signals",
+            {
+                "_id": ids["signal"],
+                "lead_id": ids["lead"],
+                "research_run_id": ids["run"],
+                "type": "hiring",
+                "signal": "Hiring SDRs",
+                "strength": "High",
+                "detected_at": when,
+                "source_url": "https://www.linkedin.com/in/jane-quillfeather/recent-activity",
+                "extra": {"poster": jane},
+            },
+        )
     )
     database.icp_scores.insert_one(
-        {
-            "_id": ids["icp"],
-            "lead_id": ids["lead"],
-            "icp_score": 81,
-            "fit_tier": "B",
-            "score_breakdown": {"firmographics": 30},
-            "scored_at": when,
-            "model_version": "icp-v9",
-            "rationale": f"{jane} owns the budget",
-            "extra": {"reviewer": "Ignatius Fairweather"},
-        }
+        with_defaults(
+            "icp_scores",
+            {
+                "_id": ids["icp"],
+                "lead_id": ids["lead"],
+                "icp_score": 81,
+                "fit_tier": "B",
+                "score_breakdown": {"firmographics": 30},
+                "scored_at": when,
+                "model_version": "icp-v9",
+                "rationale": f"{jane} owns the budget",
+                "extra": {"reviewer": "Ignatius Fairweather"},
+            },
+        )
     )
     database.icp_factor_breakdowns.insert_one(
-        {
-            "_id": ids["fb"],
-            "icp_score_id": ids["icp"],
-            "category": "firmographics",
-            "score": 30,
-            "max_score": 40,
-            "factors": [{"name": "Company size", "points": 12, "evidence": f"{email} says two hundred staff"}],
-            "extra": {"reviewer": "Ignatius Fairweather"},
-        }
+        with_defaults(
+            "icp_factor_breakdowns",
+            {
+                "_id": ids["fb"],
+                "icp_score_id": ids["icp"],
+                "category": "firmographics",
+                "score": 30,
+                "max_score": 40,
+                "factors": [{"name": "Company size", "points": 12, "evidence": f"{email} says two hundred staff"}],
+                "extra": {"reviewer": "Ignatius Fairweather"},
+            },
+        )
     )
     return ids
 
@@ -488,7 +515,8 @@ def test_the_trigger_goes_to_the_configured_api_whatever_the_host_header(airflow
 
 
 def test_the_api_base_url_comes_from_airflows_configuration(monkeypatch):
-    from leadnorm.ui.security import api_base_url, origin_of
+    from leadnorm.airflow_support import api_base_url
+    from leadnorm.ui.security import origin_of
 
     monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
     monkeypatch.setenv("AIRFLOW__API__HOST", "0.0.0.0")
@@ -737,3 +765,114 @@ def test_malformed_input_gets_4xx_and_no_traceback(airflow):
         written.seek(logged)
         new = written.read().decode(errors="replace")
     assert "Traceback" not in new and "status_code=5" not in new, new[-3000:]
+
+
+# --- the write API: research into the normalized collections, one lead from a row's fields ---------
+
+
+def post(airflow, path: str, body, headers: dict | None = None) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **(headers if headers is not None else bearer(airflow))}
+    return httpx.post(f"{airflow[0]}/leadnorm{path}", content=content, headers=headers, timeout=60)
+
+
+def lead_state(database, lead_id) -> dict:
+    """The lead and what hangs on it, as stored."""
+    return {
+        "lead": database.leads.find_one({"_id": lead_id}),
+        **{name: list(database[name].find({"lead_id": lead_id})) for name in ("research_runs", "icp_scores")},
+        "signals": sorted(map(str, database.detected_signals.find({"lead_id": lead_id}))),
+    }
+
+
+RESEARCH = {
+    "research": {
+        "CompanyProfile": {"name": "Posted Co", "domain": "{domain}"},
+        "PersonaProfile": {"email": "{email}"},
+        "DetectedSignals": [{"type": "hiring", "signal": "api", "strength": "high"}],
+        "ResearchMeta": {"model": "m", "citations": [{"source_name": "s", "url": "https://example.com"}]},
+    },
+    "icp": {"icp_score": "77", "fit_tier": "b", "score_breakdown": {"fit": {"score": 30, "factors": ["x"]}}},
+}
+
+
+def research_for(database, lead: dict) -> dict:
+    other = database.companies.find_one({"domain": {"$exists": True}, "_id": {"$ne": lead["company_id"]}})
+    email = database.personas.find_one({"_id": lead["persona_id"]})["email"]
+    text = (
+        json.dumps(RESEARCH)
+        .replace("{domain}", f"https://{other['domain'].upper()}/x")
+        .replace("{email}", email.upper())
+    )
+    return json.loads(text), other
+
+
+def test_posted_research_is_written_and_answered_with_the_joined_lead(airflow):
+    database = airflow[2]
+    lead = next(
+        lead
+        for lead in database.leads.find({**NORMALIZED_LEAD, "company_id": {"$exists": True}})
+        if lead.get("persona_id")
+        and database.personas.find_one({"_id": lead["persona_id"], "email": {"$exists": True}})
+    )
+    body, other = research_for(database, lead)
+    answer = post(airflow, f"/api/leads/{lead['_id']}/research", body)
+    assert answer.status_code == 200, answer.text
+    joined = answer.json()
+    assert joined == get(airflow, f"/api/leads/{lead['_id']}", "editor").json()
+    assert joined["company"]["_id"] == str(other["_id"]) and joined["persona"]["_id"] == str(lead["persona_id"])
+    assert joined["status"] == "icp_scored" and [s["signal"] for s in joined["detected_signals"]] == ["api"]
+    stored = database.leads.find_one({"_id": lead["_id"]})
+    assert stored["company_id"] == other["_id"] and "legacy_lead_id" not in stored
+    assert database.icp_scores.find_one({"lead_id": lead["_id"]})["icp_score"] == 77
+
+
+def test_research_without_sign_in_or_with_a_malformed_body_changes_nothing(airflow):
+    database = airflow[2]
+    lead = a_full_lead(database)
+    body, _ = research_for(database, lead)
+    before = lead_state(database, lead["_id"])
+    path = f"/api/leads/{lead['_id']}/research"
+    refused = [
+        (post(airflow, path, body, headers={}), (401, 403)),
+        (post(airflow, path, body, headers={"Authorization": "Bearer forged"}), (401, 403)),
+        (post(airflow, path, body, headers=bearer(airflow, "reader")), (403,)),
+        (post(airflow, path, body, headers={**cookie(airflow), "Sec-Fetch-Site": "cross-site"}), (403,)),
+        (post(airflow, f"/api/leads/{ObjectId()}/research", body), (404,)),
+        (post(airflow, "/api/leads/not-an-id/research", body), (404,)),
+        (post(airflow, path, b"{not json"), (400,)),
+        (post(airflow, path, [1, 2]), (400,)),
+        (post(airflow, path, {"icp": {}}), (422,)),
+        (post(airflow, path, {"research": "text"}), (422,)),
+        (post(airflow, path, {"research": {"CompanyProfile": ["a list"]}}), (422,)),
+        (post(airflow, path, {**body, "icp": {"icp_score": [82]}}), (422,)),
+        (post(airflow, path, {**body, "company_id": str(ObjectId())}), (422,)),
+        (post(airflow, path, b'{"research": {"x": "' + b"y" * (1100 * 1024) + b'"}}'), (413,)),
+    ]
+    for answer, wanted in refused:
+        assert answer.status_code in wanted, (answer.status_code, answer.text[:200])
+    named = [answer.json()["detail"] for answer, wanted in refused if wanted == (422,)]
+    assert named[0].startswith("research:") and named[3].startswith("icp.icp_score"), named
+    assert named[4].startswith("company_id:"), "a client's company id is refused, never trusted"
+    assert lead_state(database, lead["_id"]) == before
+
+
+def test_a_lead_from_a_rows_fields_is_created_once(airflow):
+    database = airflow[2]
+    fields = {
+        "name": "Ada Api",
+        "title": "CTO",
+        "company": "Api Co",
+        "email": "ADA@api.example",
+        "domain": "api.example",
+    }
+    first = post(airflow, "/api/leads", fields)
+    assert first.status_code == 201, first.text
+    again = post(airflow, "/api/leads", fields)
+    assert again.status_code == 200 and again.json()["_id"] == first.json()["_id"]
+    created = database.leads.find_one({"_id": ObjectId(first.json()["_id"])})
+    assert created["status"] == "uploaded" and created["email"] == "ada@api.example"
+    assert database.companies.find_one({"_id": created["company_id"]})["domain"] == "api.example"
+    assert post(airflow, "/api/leads", {**fields, "email": "not an email"}).status_code == 422
+    assert post(airflow, "/api/leads", {**fields, "persona_id": str(ObjectId())}).status_code == 422
+    assert post(airflow, "/api/leads", fields, headers=bearer(airflow, "reader")).status_code == 403

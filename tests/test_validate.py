@@ -220,27 +220,31 @@ def test_valid_frames_pass(reports):
     assert result.docs_index == reports / "data_docs" / "index.html"
     assert result.docs_index.is_file()
     assert result.summary().startswith("Quality gate passed")
-    assert result.log_line() == (
-        "validation passed with 1 warning: nested_leads.outcome expect_column_values_to_be_in_set (1 unexpected);"
-        f" Data Docs: {result.docs_index}"
+    assert result.report() == (
+        "validation passed with 1 warning\n"
+        "  warning   nested_leads.outcome expect_column_values_to_be_in_set (1 unexpected)\n"
+        f"Data Docs: {result.docs_index}"
     )
 
 
-def test_log_line_names_every_failed_expectation():
+def test_the_report_names_every_failed_expectation_one_per_line():
     warning = Finding("leads", "expect_column_values_to_match_regex", "email", 3)
     other = Finding("companies", "expect_table_row_count_to_equal", None, None)
     critical = Finding("leads", "expect_column_values_to_be_in_set", "status", 1)
     index = Path("reports/data_docs/index.html")
-    assert GateResult(True, [], [], index).log_line() == f"validation passed; Data Docs: {index}"
-    assert GateResult(True, [], [warning, other], index).log_line() == (
-        "validation passed with 2 warnings: leads.email expect_column_values_to_match_regex (3 unexpected);"
-        f" companies expect_table_row_count_to_equal; Data Docs: {index}"
-    )
-    assert GateResult(False, [critical], [warning], index).log_line() == (
-        "validation FAILED with 1 critical failure: leads.status expect_column_values_to_be_in_set (1 unexpected);"
-        f" 1 warning: leads.email expect_column_values_to_match_regex (3 unexpected); Data Docs: {index}"
-    )
-    assert "\n" not in GateResult(False, [critical, critical], [warning] * 5, index).log_line()
+    assert GateResult(True, [], [], index).report() == f"validation passed\nData Docs: {index}"
+    assert GateResult(True, [], [warning, other], index).report().splitlines() == [
+        "validation passed with 2 warnings",
+        "  warning   leads.email expect_column_values_to_match_regex (3 unexpected)",
+        "  warning   companies expect_table_row_count_to_equal",
+        f"Data Docs: {index}",
+    ]
+    assert GateResult(False, [critical], [warning], index).report().splitlines() == [
+        "validation FAILED with 1 critical failure and 1 warning",
+        "  critical  leads.status expect_column_values_to_be_in_set (1 unexpected)",
+        "  warning   leads.email expect_column_values_to_match_regex (3 unexpected)",
+        f"Data Docs: {index}",
+    ]
 
 
 def test_gate_keeps_gx_info_logs_out(reports, caplog):
@@ -383,8 +387,8 @@ def test_warning_only_problems_pass_with_warnings(reports):
         in result.warnings
     )
     assert result.summary().startswith("Quality gate passed. 3 warning(s): ")
-    assert result.log_line().startswith("validation passed with 3 warnings: ")
-    assert "personas.linkedin_url expect_column_values_to_not_be_null (1 unexpected)" in result.log_line()
+    assert result.report().startswith("validation passed with 3 warnings\n")
+    assert "personas.linkedin_url expect_column_values_to_not_be_null (1 unexpected)" in result.report()
 
 
 def test_missing_frame_and_column_fail_instead_of_crashing(reports):

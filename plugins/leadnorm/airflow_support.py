@@ -1,9 +1,12 @@
-"""What the DAGs need from Airflow, kept out of the DAG files: the MongoDB connection and run folders.
+"""What the DAGs need from Airflow, kept out of the DAG files: the MongoDB connection, run folders,
+the UI's address.
 
 Imported inside tasks only, so parsing a DAG file stays cheap.
 """
 
 from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
 
 from pymongo.database import Database
 
@@ -12,6 +15,7 @@ from leadnorm.mongo import SERVER_TIMEOUT_S, database, outage_limit, probe
 from leadnorm.steps.runstore import RunFolder
 
 MONGO_CONN_ID = "mongo_default"
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 def mongo_database(conn_id: str = MONGO_CONN_ID) -> Database:
@@ -31,3 +35,27 @@ def mongo_database(conn_id: str = MONGO_CONN_ID) -> Database:
 def run_folder(dag_id: str, run_id: str) -> RunFolder:
     """One staging folder per DAG run: a retried task finds its inputs where it left them."""
     return RunFolder.new(f"{dag_id}/{run_id}", command=dag_id)
+
+
+def api_base_url() -> str:
+    """Airflow's API server, with a trailing slash: `[api] base_url`, else `[api] host` and
+    `[api] port` (a wildcard or empty host as 127.0.0.1; https when `[api] ssl_cert` and
+    `ssl_key` are set). A base URL that is only a path (Airflow under /airflow behind a proxy
+    that the server itself is not) keeps that path on host and port."""
+    from airflow.configuration import conf
+
+    base = urlsplit(conf.get("api", "base_url", fallback="") or "")
+    if base.scheme and base.netloc:
+        return f"{base.scheme}://{base.netloc}{base.path.rstrip('/')}/"
+    host = conf.get("api", "host", fallback="").strip()
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    port = conf.get("api", "port", fallback="8080")
+    tls = conf.get("api", "ssl_cert", fallback="") and conf.get("api", "ssl_key", fallback="")
+    return f"{'https' if tls else 'http'}://{host}:{port}{base.path.rstrip('/')}/"
+
+
+def run_page(dag_id: str, run_id: str, tab: str = "outcome") -> str:
+    """A DAG run's page in the Airflow UI, on the plugin's tab (`leadnorm.ui.plugin`: its outcome)."""
+    return f"{api_base_url()}dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/plugin/{tab}"

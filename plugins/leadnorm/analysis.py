@@ -22,9 +22,14 @@ import pandas as pd
 from pymongo.database import Database
 
 from leadnorm.contract import FIT_TIERS, NORMALIZED_LEAD, SOURCE_COLLECTION, STATUSES
+from leadnorm.mongo import in_chunks
+from leadnorm.transform.clean import Warnings, read_number
 from leadnorm.views import application_leads
 
-NO_TIER = "none"  # no ICP score, or a tier the migration could not read (stored as "")
+# A fit tier the migration could not read is stored as "" (the contract's default), an unreadable
+# score as 0: the tables and charts here name them apart from real ones, never as a tier or a score.
+NO_SCORE = "no score"  # the lead has no ICP score
+UNREADABLE = "unreadable"  # a score whose tier (or value) the source held in a form that could not be read
 
 
 def _to_one(collection: str, local: str, foreign: str, into: str) -> list[dict]:
@@ -35,28 +40,34 @@ def _to_one(collection: str, local: str, foreign: str, into: str) -> list[dict]:
     ]
 
 
-def _or_empty(field: str) -> dict:
-    return {"$ifNull": [f"${field}", ""]}
+def _or_null(field: str) -> dict:
+    return {"$ifNull": [f"${field}", None]}
+
+
+def _tier(value) -> str:
+    """A stored fit tier as a table names it: A-D, "unreadable" (stored ""), "no score" (no ICP score)."""
+    return NO_SCORE if value is None else value or UNREADABLE
 
 
 def _tier_order(tiers) -> list[str]:
-    """A B C D, then none, then anything unexpected, so tables read the same every time."""
-    known = [*FIT_TIERS, NO_TIER]
+    """A B C D, unreadable, no score, then anything unexpected, so tables read the same every time."""
+    known = [*FIT_TIERS, UNREADABLE, NO_SCORE]
     return [t for t in known if t in set(tiers)] + sorted(set(tiers) - set(known))
 
 
 def leads_by_status_and_tier(db: Database) -> pd.DataFrame:
-    """Leads (normalized and uploaded) counted by status (rows) and ICP fit tier (columns A-D and none)."""
+    """Leads (normalized and uploaded) counted by status (rows) and ICP fit tier (columns A-D,
+    unreadable: scored, but its tier could not be read; no score)."""
     rows = db[SOURCE_COLLECTION].aggregate(
         [
             {"$match": application_leads()},
             *_to_one("icp_scores", "_id", "lead_id", "icp"),
-            {"$group": {"_id": {"status": "$status", "fit_tier": _or_empty("icp.fit_tier")}, "leads": {"$sum": 1}}},
+            {"$group": {"_id": {"status": "$status", "fit_tier": _or_null("icp.fit_tier")}, "leads": {"$sum": 1}}},
         ]
     )
-    counts = {(r["_id"].get("status", ""), r["_id"]["fit_tier"] or NO_TIER): r["leads"] for r in rows}
+    counts = {(r["_id"].get("status", ""), _tier(r["_id"]["fit_tier"])): r["leads"] for r in rows}
     statuses = [*STATUSES, *sorted({s for s, _ in counts} - set(STATUSES))]
-    tiers = _tier_order([*FIT_TIERS, NO_TIER, *(t for _, t in counts)])
+    tiers = _tier_order([*FIT_TIERS, NO_SCORE, *(t for _, t in counts)])
     return pd.DataFrame(
         [[counts.get((s, t), 0) for t in tiers] for s in statuses],
         index=pd.Index(statuses, name="status"),
@@ -118,7 +129,7 @@ def icp_factor_contributions_by_tier(db: Database) -> pd.DataFrame:
             *_to_one("icp_scores", "icp_score_id", "_id", "icp"),
             {
                 "$group": {
-                    "_id": {"fit_tier": _or_empty("icp.fit_tier"), "category": "$category"},
+                    "_id": {"fit_tier": _or_null("icp.fit_tier"), "category": "$category"},
                     "score": {"$avg": "$score"},
                 }
             },
@@ -126,13 +137,50 @@ def icp_factor_contributions_by_tier(db: Database) -> pd.DataFrame:
     )
     long = pd.DataFrame(
         [
-            {"fit_tier": r["_id"]["fit_tier"] or NO_TIER, "category": r["_id"].get("category", ""), "score": r["score"]}
+            {"fit_tier": _tier(r["_id"]["fit_tier"]), "category": r["_id"].get("category", ""), "score": r["score"]}
             for r in rows
         ],
         columns=["fit_tier", "category", "score"],
     )
     frame = long.pivot(index="fit_tier", columns="category", values="score")
     return frame.reindex(_tier_order(frame.index)).sort_index(axis="columns")
+
+
+def icp_scores(db: Database) -> pd.DataFrame:
+    """Every ICP score: lead_id, icp_score, fit_tier (as `leads_by_status_and_tier` names it) and
+    `score_read`: False where the migration stored the default 0 because the source's score could
+    not be read (the contract keeps the default; this reads the nested source again with the
+    migration's own reader to tell). Plot or average the scores where `score_read` holds."""
+    rows = list(
+        db.icp_scores.aggregate(
+            [
+                *_to_one(SOURCE_COLLECTION, "lead_id", "_id", "lead"),
+                {"$project": {"lead_id": 1, "icp_score": 1, "fit_tier": 1, "legacy": "$lead.legacy_lead_id"}},
+            ]
+        )
+    )
+    legacy = [row["legacy"] for row in rows if "legacy" in row]
+    source = {}
+    for part in in_chunks(legacy):
+        for document in db[SOURCE_COLLECTION].find({"_id": {"$in": part}}, {"icp.icp_score": 1}):
+            source[document["_id"]] = (document.get("icp") or {}).get("icp_score")
+    return pd.DataFrame(
+        [
+            {
+                "lead_id": row["lead_id"],
+                "icp_score": row.get("icp_score"),
+                "fit_tier": _tier(row.get("fit_tier", "")),
+                "score_read": "legacy" not in row or readable_icp_score(source.get(row["legacy"])),
+            }
+            for row in rows
+        ],
+        columns=["lead_id", "icp_score", "fit_tier", "score_read"],
+    )
+
+
+def readable_icp_score(value) -> bool:
+    """Whether the migration reads a source `icp.icp_score` as a score (else it stores the default 0)."""
+    return read_number(value, "icp_scores.icp_score", Warnings(), lo=0, hi=100) is not None
 
 
 def technographics_frequency(db: Database, top: int = 20) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -315,9 +316,7 @@ def _ingest_csv(args: argparse.Namespace) -> int:
         return 2
     db = _database(args)
     with hold_lock(db, "ingest-csv"):
-        result = ingest_csv(db, path, checked=True)
-    for reject in result.rejected:
-        print(f"{path.name} line {reject.line}: rejected, {reject.reason}", file=sys.stderr)
+        result = ingest_csv(db, path, checked=True)  # logs each rejected row with its line and reason
     print(result.render())
     return 0
 
@@ -556,27 +555,56 @@ def _exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+class _Interrupts:
+    """Ctrl-C, remembered: DuckDB turns an interrupt inside a query into an error of its own
+    ("Query interrupted", or an error reading an Arrow object), and may finish the query and
+    drop it; the command still ends as interrupted (130), whatever the step made of it."""
+
+    seen = False
+
+    @classmethod
+    def handle(cls, signum, frame) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
+def _interrupted(exc: BaseException | None) -> NoReturn:
+    notes = _notes(exc) if exc is not None else ["the run had finished; its output is above"]
+    print("; ".join(["leadnorm: interrupted", *notes]), file=sys.stderr)
+    _exit_now(EXIT_INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _Interrupts.handle)
+    try:
+        code = args.run(args)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
+    except Exception as exc:
+        if _Interrupts.seen:
+            _interrupted(exc)
+        return _failed(args, exc)
+    if _Interrupts.seen:
+        _interrupted(None)
+    return code
+
+
+def _failed(args: argparse.Namespace, exc: Exception) -> int:
+    """The one line of a failed command, and its exit code."""
     from pymongo.errors import PyMongoError
 
     from leadnorm.mongo import describe_error
 
-    try:
-        return args.run(args)
-    except KeyboardInterrupt as exc:
-        print("; ".join(["leadnorm: interrupted", *_notes(exc)]), file=sys.stderr)
-        _exit_now(EXIT_INTERRUPTED)
-    except PyMongoError as exc:  # connect() succeeded: the server failed mid-run
+    if isinstance(exc, PyMongoError):  # connect() succeeded: the server failed mid-run
         _error(describe_error(exc, _uri_for_messages(args), args.server_timeout), *_notes(exc))
-        return 1
-    except (LeadnormError, OSError) as exc:
+    elif isinstance(exc, LeadnormError | OSError):
         _error(str(exc), *_notes(exc))
-        return 1
-    except Exception as exc:
-        if args.verbose:
-            raise
+    elif args.verbose:
+        raise exc
+    else:
         _error(f"unexpected {type(exc).__name__}: {exc} (rerun with -v for the traceback)", *_notes(exc))
-        return 1
+    return 1

@@ -33,6 +33,10 @@ UPLOADED_LEAD = {
     NESTED_FIELD: {"$exists": False},
     "legacy_lead_id": {"$exists": False},
 }
+# The application's own leads: uploaded, or written through the research write path (`leadnorm.steps.research`,
+# `extra.application`), which takes a migrated lead over from the pipeline. Refresh and rollback keep them.
+APPLICATION_LEAD = {NESTED_FIELD: {"$exists": False}, "legacy_lead_id": {"$exists": False}}
+RELEASED_COLLECTION = "migration_released"  # source leads whose normalized lead the application took over
 ROLLBACK_STASH_COLLECTION = "migration_rollback_stash"  # application data a rollback puts back, while it runs
 
 # Set on a source lead once everything derived from it is written (`leadnorm.source`).

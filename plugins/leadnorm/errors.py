@@ -45,3 +45,11 @@ class BackupError(LeadnormError):
 
 class UploadError(LeadnormError):
     """A CSV upload that cannot be read as the contract's columns: nothing of it was written."""
+
+
+class LeadNotFound(LeadnormError):
+    """No lead of the application or of the migration has that id (a nested source lead is none)."""
+
+
+class ResearchRefused(LeadnormError):
+    """A research or ICP object the write path cannot save (its documents would not fit, say): nothing written."""

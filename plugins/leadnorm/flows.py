@@ -59,7 +59,7 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
             held = acquire(db, f"{dag_run.dag_id}/{dag_run.run_id}", LOCK_LEASE_S, outlives_process=True)
         except LockHeld as exc:
             if kind == "refresh":
-                raise AirflowSkipException(f"skipped: {exc}") from None
+                raise AirflowSkipException(skipped(dag_run, f"skipped: {exc}")) from None
             raise
         if kind == "refresh":
             from leadnorm.steps.changes import detect_changes, nothing_changed
@@ -68,8 +68,15 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
             changes = detect_changes(db)
             if nothing_changed(db, changes, dry_run=params["dry_run"]):
                 release(db, held)
-                raise AirflowSkipException(f"{changes.render()}: nothing to write")
+                raise AirflowSkipException(skipped(dag_run, f"{changes.render()}: nothing to write"))
         return {**held.to_dict(), "run_root": str(run_folder(dag_run.dag_id, dag_run.run_id).root)}
+
+    def skipped(dag_run, why: str) -> str:
+        """Why a run writes nothing, kept as its summary: the run's Outcome tab shows it."""
+        from leadnorm.steps.summary import save_summary
+
+        save_summary(f"{kind} skipped: {why}", f"{dag_run.dag_id}/{dag_run.run_id}")
+        return why
 
     def resources(held: dict, params):
         """A task's resources: the database with the run's lease renewed (a task that lost the lock
@@ -86,11 +93,19 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
     def step_task(step: Step):
         """The step as a task; mapped, it returns its item; plan returns the partitions."""
 
-        def run_step(held: dict, item=None, params=None):
+        def run_step(held: dict, item=None, params=None, dag_run=None):
             res = resources(held, params)
             if step.over is not None:
                 get_current_context()["item"] = item  # for the map index's name
             result = step.run(res, item)
+            if step.name == "validate":
+                import logging
+
+                from leadnorm.airflow_support import run_page
+
+                logging.getLogger("leadnorm").info(
+                    "the gate's result in the UI: %s", run_page(dag_run.dag_id, dag_run.run_id)
+                )
             if step.over is not None:
                 return item
             return result if step.gives_partitions else None

@@ -30,6 +30,7 @@ from leadnorm.contract import (
     NESTED_FIELD,
     NESTED_LEAD,
     NORMALIZED_LEAD,
+    RELEASED_COLLECTION,
     SOURCE_COLLECTION,
     STATE_ID,
     is_normalized_lead,
@@ -296,6 +297,14 @@ def find_exactly(collection, field: str, keys: Iterable[bytes], projection: dict
             if field in doc and legacy_key(doc[field]) in keys and (seen_key := legacy_key(doc["_id"])) not in seen:
                 seen.add(seen_key)
                 yield doc
+
+
+def released_leads(db: Database, keys: Iterable[bytes] | None = None) -> set[bytes]:
+    """The legacy keys of the source leads whose normalized lead the application took over
+    (`leadnorm.steps.research`): of `keys` (legacy keys), or all of them."""
+    records = db[RELEASED_COLLECTION]
+    found = records.find({}, {"_id": 1}) if keys is None else find_exactly(records, "_id", keys, {"_id": 1})
+    return {legacy_key(doc["_id"]) for doc in found}
 
 
 def normalized_leads_of(db: Database, keys: Iterable[bytes], projection: dict) -> Iterator:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pymongo import ASCENDING, IndexModel
 
-from leadnorm.contract import FIT_TIERS, LEVELS, NESTED_FIELD, STATUSES
+from leadnorm.contract import DEFAULT_LEVEL, FIT_TIERS, LEVELS, NESTED_FIELD, STATUSES
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,19 @@ OPTIONAL: dict[str, frozenset[str]] = {
     "icp_scores": frozenset({"scored_at", "extra"}),
     "icp_factor_breakdowns": frozenset({"extra"}),
 }
+_DEFAULTS = {"int": 0, "text": ""}
+
+
+def with_defaults(collection: str, row: dict) -> dict:
+    """`row` with the contract's default in each field that has no value and may not be left out
+    (text "", number 0, confidence "Low"); references and nested fields are not defaulted."""
+    kinds = KINDS[collection]
+    for name in COLLECTIONS[collection].fields:
+        if row.get(name) is None and name not in OPTIONAL[collection] and kinds[name] in ("int", "text"):
+            row[name] = DEFAULT_LEVEL if name == "confidence" else _DEFAULTS[kinds[name]]
+    return row
+
+
 _BSON_TYPES = {
     "oid": "objectId",
     "text": "string",

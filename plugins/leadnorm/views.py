@@ -29,7 +29,7 @@ from leadnorm.contract import SOURCE_COLLECTION
 NOT_NESTED = {"lead_input": {"$exists": False}}
 
 
-def _lookup(collection: str, local: str, foreign: str, into: str, *pipeline: dict) -> dict:
+def lookup(collection: str, local: str, foreign: str, into: str, *pipeline: dict) -> dict:
     spec = {"from": collection, "localField": local, "foreignField": foreign, "as": into}
     if pipeline:
         spec["pipeline"] = list(pipeline)
@@ -44,23 +44,23 @@ def _first_or_null(field: str) -> dict:
 def lead_joins() -> list[dict]:
     """The stages that turn leads into joined leads; reusable after any `$match`."""
     return [
-        _lookup("companies", "company_id", "_id", "company"),
-        _lookup("personas", "persona_id", "_id", "persona"),
-        _lookup("technographics", "company_id", "company_id", "technographics", {"$sort": {"name": 1}}),
-        _lookup("detected_signals", "_id", "lead_id", "detected_signals", {"$sort": {"detected_at": 1, "_id": 1}}),
-        _lookup(
+        lookup("companies", "company_id", "_id", "company"),
+        lookup("personas", "persona_id", "_id", "persona"),
+        lookup("technographics", "company_id", "company_id", "technographics", {"$sort": {"name": 1}}),
+        lookup("detected_signals", "_id", "lead_id", "detected_signals", {"$sort": {"detected_at": 1, "_id": 1}}),
+        lookup(
             "research_runs",
             "_id",
             "lead_id",
             "research",
-            _lookup("citations", "_id", "research_run_id", "citations", {"$sort": {"_id": 1}}),
+            lookup("citations", "_id", "research_run_id", "citations", {"$sort": {"_id": 1}}),
         ),
-        _lookup(
+        lookup(
             "icp_scores",
             "_id",
             "lead_id",
             "icp",
-            _lookup("icp_factor_breakdowns", "_id", "icp_score_id", "factor_breakdowns", {"$sort": {"category": 1}}),
+            lookup("icp_factor_breakdowns", "_id", "icp_score_id", "factor_breakdowns", {"$sort": {"category": 1}}),
         ),
         {
             "$addFields": {

@@ -43,6 +43,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _port_file() -> Path:
+    return state_dir() / "mongo-port"
+
+
+def _last_port() -> int | None:
+    """The port the checkout's server had last time, if it is free: Airflow names the Assets after
+    the server's address, so a restarted server keeps it (else every restart adds nine names)."""
+    try:
+        port = int(_port_file().read_text())
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+        return port
+    except (OSError, ValueError):
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -152,8 +168,9 @@ def start(port: int | None = None, data_dir: Path | None = None) -> EmbeddedServ
         return server
     data_dir = data_dir or state_dir() / "mongo-data"
     state_dir().mkdir(parents=True, exist_ok=True)
-    server = spawn(data_dir, port, log_file=state_dir() / "mongo.log")
+    server = spawn(data_dir, port or _last_port(), log_file=state_dir() / "mongo.log")
     _state_file().write_text(json.dumps(asdict(server)))
+    _port_file().write_text(str(server.port))
     return server
 
 

@@ -69,16 +69,19 @@ class GateResult:
         warned = f"{len(self.warnings)} warning(s): {_describe(self.warnings)}." if self.warnings else "No warnings."
         return f"{verdict} {warned} Data Docs: {self.docs_index}"
 
-    def log_line(self) -> str:
-        """One line for the task log, naming every failed expectation: a pass with warnings shows them."""
+    def report(self) -> str:
+        """The task log's account: the verdict on one line, then each failed expectation on its
+        own, critical ones first, then where the Data Docs are."""
         if self.passed:
-            verdict = "validation passed"
+            verdict = "validation passed" + (f" with {_count(self.warnings, 'warning')}" if self.warnings else "")
         else:
-            verdict = f"validation FAILED with {_count(self.failures, 'critical failure')}: {_describe(self.failures)}"
-        if self.warnings:
-            joiner = " with " if self.passed else "; "
-            verdict += f"{joiner}{_count(self.warnings, 'warning')}: {_describe(self.warnings)}"
-        return f"{verdict}; Data Docs: {self.docs_index}"
+            verdict = f"validation FAILED with {_count(self.failures, 'critical failure')}"
+            verdict += f" and {_count(self.warnings, 'warning')}" if self.warnings else ""
+        lines = [verdict]
+        lines += [f"  critical  {_describe([finding])}" for finding in self.failures]
+        lines += [f"  warning   {_describe([finding])}" for finding in self.warnings]
+        lines.append(f"Data Docs: {self.docs_index}")
+        return "\n".join(lines)
 
     def raise_if_failed(self) -> None:
         if not self.passed:

@@ -27,7 +27,7 @@ from leadnorm.contract import (
     SOURCE_COLLECTION,
     legacy_key,
 )
-from leadnorm.mongo import find_exactly, normalized_leads_of
+from leadnorm.mongo import find_exactly, normalized_leads_of, released_leads
 from leadnorm.source import SourceLead, fingerprint
 from leadnorm.steps.extract import nested_source_leads, source_batches_of
 from leadnorm.steps.feed import FeedUnavailable, current_position, read_feed
@@ -110,9 +110,10 @@ def _compare(
 ) -> Changes:
     """New, changed and gone among the leads `named` (None: all), from what each one's marks and
     `migration_rejects` recorded."""
+    rejects, cleaned, normalized, released = _recorded(db, named)
+    leads = {key: lead for key, lead in leads.items() if key not in released}  # the application's now
     now = {key: fingerprint(lead.content) for key, lead in leads.items()}
     recorded = {key: lead.marks[MIGRATED_FINGERPRINT] for key, lead in leads.items() if lead.migrated}
-    rejects, cleaned, normalized = _recorded(db, named)
     for key, reject_fingerprint in rejects.items():
         recorded.setdefault(key, reject_fingerprint)
     new = now.keys() - recorded.keys()
@@ -128,9 +129,11 @@ def _compare(
     )
 
 
-def _recorded(db: Database, named: frozenset[bytes] | None) -> tuple[dict[bytes, bytes], set[bytes], set[bytes]]:
+def _recorded(
+    db: Database, named: frozenset[bytes] | None
+) -> tuple[dict[bytes, bytes], set[bytes], set[bytes], set[bytes]]:
     """What the last runs recorded of the leads `named` (None: all): the rejects' fingerprints, the
-    leads cleanup deleted, the source ids of the normalized leads."""
+    leads cleanup deleted, the source ids of the normalized leads, the leads the application took over."""
     if named is None:
         rejects = db[REJECTS_COLLECTION].find({}, {"fingerprint": 1})
         cleaned = db[CLEANED_COLLECTION].find({}, {"_id": 1})
@@ -143,4 +146,5 @@ def _recorded(db: Database, named: frozenset[bytes] | None) -> tuple[dict[bytes,
         {legacy_key(doc["_id"]): doc.get("fingerprint") for doc in rejects},
         {legacy_key(doc["_id"]) for doc in cleaned},
         {legacy_key(doc["legacy_lead_id"]) for doc in normalized},
+        released_leads(db, named),
     )

@@ -45,7 +45,17 @@ from leadnorm.steps.load import build_indexes_after_load
 from leadnorm.transform.clean import name_key
 from leadnorm.transform.ids import derived_id
 from leadnorm.transform.resolve import with_defaults
-from leadnorm.transform.upload import Header, Record, RejectedRow, UploadRow, read_header, read_records, read_row
+from leadnorm.transform.upload import (
+    OPTIONAL,
+    REQUIRED,
+    Header,
+    Record,
+    RejectedRow,
+    UploadRow,
+    read_header,
+    read_records,
+    read_row,
+)
 
 log = logging.getLogger("leadnorm")
 CHUNK_ROWS = 5000
@@ -122,8 +132,34 @@ def ingest_csv(db: Database, path: Path, *, chunk_rows: int = CHUNK_ROWS, checke
     for name in empty:
         build_indexes_after_load(db, name, list(COLLECTIONS[name].indexes))
     for reject in result.rejected:
-        log.warning("%s line %d rejected: %s", path.name, reject.line, reject.reason)
+        log.warning("%s line %d: rejected, %s", path.name, reject.line, reject.reason)
     return result
+
+
+API_SOURCE = "api"  # what `extra.upload.file` says of a lead created through the application's API
+
+
+def ingest_one(db: Database, fields: dict[str, str]) -> tuple[ObjectId | None, IngestResult]:
+    """One lead from the fields of a CSV row (`name`, `title`, `company`, `email`, optional
+    `linkedin_url`, `phone`, `domain`), by the same rules as a file's rows: the design's upload for
+    one lead (`POST /api/leads`). Returns its id (None when rejected: the result says why) and what
+    was created; the same fields again create nothing."""
+    columns = [column for column in (*REQUIRED, *OPTIONAL) if column in fields]
+    text = "\n".join(f"{column}={fields[column]}" for column in columns)
+    record = Record(1, 1, [fields[column] for column in columns])
+    row = read_row(Header({column: i for i, column in enumerate(columns)}, len(columns)), record)
+    result = IngestResult(API_SOURCE, rows=1)
+    if isinstance(row, RejectedRow):
+        result.rejected.append(row)
+        return None, result
+    empty = prepare_indexes(db)
+    company_ids = CompanyFinder(db.companies, fresh="companies" in empty).ids_for([row], result)
+    persona_ids = PersonaFinder(db.personas, fresh="personas" in empty).ids_for([row], result)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    create_leads(db, [row], company_ids, persona_ids, result, API_SOURCE, digest)
+    for name in empty:
+        build_indexes_after_load(db, name, list(COLLECTIONS[name].indexes))
+    return row.lead_id, result
 
 
 def prepare_indexes(db: Database) -> list[str]:

@@ -41,7 +41,7 @@ from leadnorm.contract import (
     legacy_key,
 )
 from leadnorm.errors import StagingError
-from leadnorm.mongo import retry_transient, source_id, split_bson
+from leadnorm.mongo import released_leads, retry_transient, source_id, split_bson
 from leadnorm.schema import COLLECTIONS
 from leadnorm.source import MARK_KINDS
 from leadnorm.steps import extract, layout
@@ -230,8 +230,11 @@ def _plan(run: RunFolder) -> dict:
 @bulk_allocation()
 def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_SIZE, partition: int = 0) -> int:
     """Stage one partition's nested leads as raw BSON batch files (their content, as the application
-    wrote it) and each lead's fingerprint and marks; returns how many leads."""
+    wrote it) and each lead's fingerprint and marks; returns how many leads. The leads the application
+    took over (`leadnorm.steps.research`) are the pipeline's no more: a run without a scope leaves
+    them out (a scope never holds them)."""
     plan = _plan(run)
+    released = released_leads(db) if read_scope(run) is None else set()
     if plan["whole_source"]:
         progress = Progress("extract", plan["documents"])
         batches = extract.source_batches(db, batch_size)
@@ -242,10 +245,14 @@ def extract_step(db: Database, run: RunFolder, batch_size: int = DEFAULT_BATCH_S
     run.clear_batches(partition)
 
     def staged():
-        for number, leads in enumerate(batches):
-            run.write_batch(partition, number, b"".join(lead.content for lead in leads))
-            progress.advance(len(leads))
-            yield columns.batch([lead.row() for lead in leads], MARK_KINDS)
+        number = 0
+        for batch in batches:
+            leads = [lead for lead in batch if not released or legacy_key(lead.source_id) not in released]
+            if leads:
+                run.write_batch(partition, number, b"".join(lead.content for lead in leads))
+                number += 1
+                progress.advance(len(leads))
+                yield columns.batch([lead.row() for lead in leads], MARK_KINDS)
 
     run.write_table(layout.marks(partition), staged(), columns.schema(MARK_KINDS))
     run.write_result(layout.Results.extracted(partition), {"documents": progress.done})
@@ -553,7 +560,7 @@ def validate_step(run: RunFolder, *, dry_run: bool = False) -> dict:
 
     with opened_engine(run, split=True, frames=True, rewritten=read_scope(run) is not None) as con:
         result = run_gate_on_staged(con, run_name=run.root.name, dry_run=dry_run)
-    log.info("%s", result.log_line())
+    log.info("%s", result.report())
     run.write_result(
         layout.Results.VALIDATE,
         {
@@ -662,7 +669,7 @@ def verify_step(db: Database, run: RunFolder) -> VerifyReport:
                 for name in COLLECTIONS
             }
             report = verify_scope(db, con, found, held)
-    log.info("%s", report.render())
+    log.debug("%s", report.render())  # the run's summary shows it, and `verify` prints it
     run.write_result(layout.Results.VERIFY, {"ok": report.ok, "text": report.render()})
     return report
 

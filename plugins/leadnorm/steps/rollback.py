@@ -28,18 +28,19 @@ from itertools import islice
 from pathlib import Path
 
 from bson import json_util
-from pymongo import IndexModel
+from pymongo import IndexModel, ReplaceOne
 from pymongo.database import Database
 
 from leadnorm.contract import (
+    APPLICATION_LEAD,
     CLEANED_COLLECTION,
     COLLECTION_NAMES,
     LOCKS_COLLECTION,
     NESTED_LEAD,
     NORMALIZED_LEAD,
+    RELEASED_COLLECTION,
     ROLLBACK_STASH_COLLECTION,
     SOURCE_COLLECTION,
-    UPLOADED_LEAD,
     legacy_key,
 )
 from leadnorm.errors import BackupError
@@ -180,7 +181,7 @@ class RollbackResult:
     normalized_leads_before: int = 0
     normalized_leads_after: int = 0
     cleaned_kept: int = 0  # migration_cleaned records still true of the restored source
-    uploaded_leads_kept: int = 0  # CSV-uploaded leads, put back with their companies and personas
+    application_leads_kept: int = 0  # the application's own leads (uploaded, or with research it wrote), put back
     set_aside: list[str] = field(default_factory=list)  # backups of the runs undone
 
     def as_dict(self) -> dict:
@@ -193,7 +194,7 @@ class RollbackResult:
         return (
             f"rollback to {self.folder}{replayed}: restored {restored}; dropped {dropped}; "
             f"normalized leads {self.normalized_leads_before} -> {self.normalized_leads_after}; "
-            f"uploaded leads kept {self.uploaded_leads_kept}"
+            f"the application's leads kept {self.application_leads_kept}"
         )
 
 
@@ -222,7 +223,7 @@ def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> Rollbac
     existing = set(db.list_collection_names())
     written = [name for name in COLLECTION_NAMES if name != SOURCE_COLLECTION]
     written += sorted(name for name in existing if name.startswith(BOOKKEEPING_PREFIX))
-    spared = {*covered, CLEANED_COLLECTION, ROLLBACK_STASH_COLLECTION}
+    spared = {*covered, CLEANED_COLLECTION, RELEASED_COLLECTION, ROLLBACK_STASH_COLLECTION}  # (the released: put back)
     if keep_locks:
         spared.add(LOCKS_COLLECTION)
     for name in dict.fromkeys(written):
@@ -235,7 +236,7 @@ def rollback(db: Database, folder: Path, *, keep_locks: bool = False) -> Rollbac
         if not result.cleaned_kept:
             result.dropped[CLEANED_COLLECTION] = held
             db.drop_collection(CLEANED_COLLECTION)
-    result.uploaded_leads_kept = put_back(db)
+    result.application_leads_kept = put_back(db)
     db.drop_collection(ROLLBACK_STASH_COLLECTION)
     result.normalized_leads_after = db[SOURCE_COLLECTION].count_documents(NORMALIZED_LEAD)
     result.set_aside = [str(undone) for undone in set_aside_after(folder, database)]
@@ -280,22 +281,47 @@ def set_aside_after(folder: Path, database: str) -> list[Path]:
     return undone
 
 
-# What the stash keeps, in the order it is put back: referenced collections first.
-STASHED = (("companies", "company_id"), ("personas", "persona_id"), (SOURCE_COLLECTION, None))
+# What the stash keeps, in the order it is put back: referenced collections first. The companies, personas
+# and technographics the application's leads hold are put back where the restore left none (a restored one
+# wins: other leads share them); the leads and what hangs on them are the application's own, and win.
+STASHED = (
+    "companies",
+    "personas",
+    "technographics",
+    SOURCE_COLLECTION,
+    "research_runs",
+    "citations",
+    "detected_signals",
+    "icp_scores",
+    "icp_factor_breakdowns",
+)
+APPLICATION_OWNS = frozenset(STASHED[3:])
 
 
 def stash_application_data(db: Database, batch_size: int = 1000) -> None:
-    """Copy the uploaded leads, and the companies and personas they reference, into the stash:
-    application data that no migration wrote, so no rollback removes it. What a killed rollback
-    stashed stays there (it may be gone from its collection by now); this adds what is missing."""
+    """Copy the application's own leads (uploaded, or with research it wrote: `APPLICATION_LEAD`), what
+    hangs on them, and the companies (with their technographics) and personas they reference into the
+    stash: data no migration wrote, so no rollback removes it. What a killed rollback stashed stays
+    there (it may be gone from its collection by now); this adds what is missing."""
     stash = db[ROLLBACK_STASH_COLLECTION]
-    leads = db[SOURCE_COLLECTION].find(UPLOADED_LEAD, batch_size=batch_size)
+    leads = db[SOURCE_COLLECTION].find(APPLICATION_LEAD, batch_size=batch_size)
     while batch := list(islice(leads, batch_size)):
-        insert_missing(stash, _stashed(SOURCE_COLLECTION, batch))
-        for collection, column in STASHED[:2]:
-            ids = {lead[column] for lead in batch if lead.get(column) is not None}
-            found = [doc for part in in_chunks(ids) for doc in db[collection].find({"_id": {"$in": part}})]
-            insert_missing(stash, _stashed(collection, found))
+        found = {SOURCE_COLLECTION: batch}
+        for collection, column in (("companies", "company_id"), ("personas", "persona_id")):
+            found[collection] = _by(db, collection, "_id", {lead.get(column) for lead in batch} - {None})
+        found["technographics"] = _by(db, "technographics", "company_id", {c["_id"] for c in found["companies"]})
+        lead_ids = {lead["_id"] for lead in batch}
+        for collection in ("research_runs", "detected_signals", "icp_scores"):
+            found[collection] = _by(db, collection, "lead_id", lead_ids)
+        found["citations"] = _by(db, "citations", "research_run_id", {r["_id"] for r in found["research_runs"]})
+        scores = {score["_id"] for score in found["icp_scores"]}
+        found["icp_factor_breakdowns"] = _by(db, "icp_factor_breakdowns", "icp_score_id", scores)
+        for collection, documents in found.items():
+            insert_missing(stash, _stashed(collection, documents))
+
+
+def _by(db: Database, collection: str, field: str, values: set) -> list[dict]:
+    return [doc for part in in_chunks(values) for doc in db[collection].find({field: {"$in": part}})]
 
 
 def _stashed(collection: str, documents: list[dict]) -> list[dict]:
@@ -303,15 +329,18 @@ def _stashed(collection: str, documents: list[dict]) -> list[dict]:
 
 
 def put_back(db: Database, batch_size: int = 1000) -> int:
-    """Insert what the stash holds where the restore left no document of that id (a restored one
-    wins); returns the uploaded leads the stash held."""
-    stash, uploaded = db[ROLLBACK_STASH_COLLECTION], 0
-    for collection, _ in STASHED:
+    """Put what the stash holds back: the application's leads and what hangs on them as they were,
+    the companies, personas and technographics where the restore left none; returns the leads."""
+    stash, leads = db[ROLLBACK_STASH_COLLECTION], 0
+    for collection in STASHED:
         found = stash.find({"_id.collection": collection}, batch_size=batch_size)
         while batch := [record["document"] for record in islice(found, batch_size)]:
-            insert_missing(db[collection], batch)
-            uploaded += len(batch) if collection == SOURCE_COLLECTION else 0
-    return uploaded
+            if collection in APPLICATION_OWNS:
+                db[collection].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in batch], ordered=False)
+            else:
+                insert_missing(db[collection], batch)
+            leads += len(batch) if collection == SOURCE_COLLECTION else 0
+    return leads
 
 
 def _restore_indexes(db: Database, metadata: Path, collection: str) -> None:

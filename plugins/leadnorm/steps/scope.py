@@ -201,10 +201,11 @@ def _store_order(key: bytes) -> tuple[int, bytes]:
     return len(key), key
 
 
-def forget_lead_keys(db: Database, source_ids: Iterable) -> None:
-    """Cleanup deleted these source leads: they no longer take part in any resolve."""
+def forget_lead_keys(db: Database, source_ids: Iterable, session=None) -> None:
+    """Cleanup deleted these source leads, or the application took their leads over: they no longer
+    take part in any resolve."""
     for part in in_chunks(source_ids):
-        db[KEYS_COLLECTION].delete_many({"_id": {"$in": [Binary(legacy_key(i)) for i in part]}})
+        db[KEYS_COLLECTION].delete_many({"_id": {"$in": [Binary(legacy_key(i)) for i in part]}}, session=session)
 
 
 # --- the closures ----------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
 from bson import ObjectId
 from pymongo.database import Database
 
 from leadnorm.contract import NESTED_FIELD, NESTED_LEAD, REJECTS_COLLECTION, SOURCE_COLLECTION, legacy_key
-from leadnorm.mongo import find_exactly, in_chunks
+from leadnorm.mongo import find_exactly, in_chunks, released_leads
 from leadnorm.schema import COLLECTIONS
 from leadnorm.source import MARK_PROJECTION, is_marked
 from leadnorm.steps.load import is_owned
@@ -45,6 +46,7 @@ class VerifyReport:
     rejected: int = 0
     unaccounted: int = 0  # neither marked nor rejected
     marked_and_rejected: int = 0
+    released: int = 0  # migrated, whose leads the application took over (kept: no run rewrites them)
     collections: dict[str, CollectionCheck] = field(default_factory=dict)
     dangling: dict[str, int] = field(default_factory=dict)  # "leads.company_id" -> count
 
@@ -74,7 +76,8 @@ class VerifyReport:
     def render(self) -> str:
         lines = [
             f"verify{f' ({self.scope})' if self.scope else ''}: {'OK' if self.ok else 'FAILED'}",
-            f"  nested leads {self.nested} = migrated {self.migrated} + rejected {self.rejected}",
+            f"  nested leads {self.nested} = migrated {self.migrated} + rejected {self.rejected}"
+            + (f" ({self.released} of the migrated kept by the application)" if self.released else ""),
         ]
         lines += [
             f"  {name:<22} expected {c.expected:>8}  actual {c.actual:>8}  missing {c.missing:>6}"
@@ -102,6 +105,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict], kinds:
 
 
 _STORED = {"collection": "text", "_id": "oid"}
+APPLICATION_LEADS = "leads of the application"  # beside the collections in `stored_ids`: references' targets
 _REFERENCE = {"collection": "text", "reference": "text", "target": "text", "ref": "oid"}
 _NESTED = {"key": "bytes", "marked": "bool"}
 
@@ -125,7 +129,11 @@ def verify(db: Database, con: duckdb.DuckDBPyConnection) -> VerifyReport:
         for doc in db[name].find({}, projection or {"_id": 1}, batch_size=5000):
             if name == SOURCE_COLLECTION and NESTED_FIELD in doc:
                 nested.append({"key": legacy_key(doc["_id"]), "marked": is_marked(doc)})
-            if not is_owned(name, doc) or type(doc["_id"]) is not ObjectId:
+            if type(doc["_id"]) is not ObjectId:
+                continue
+            if not is_owned(name, doc):  # the application's own leads: what hangs on them points at them
+                if NESTED_FIELD not in doc:
+                    ids.append({"collection": APPLICATION_LEADS, "_id": doc["_id"]})
                 continue
             ids.append({"collection": name, "_id": doc["_id"]})
             for column, target in collection.references.items():
@@ -170,13 +178,21 @@ def verify(db: Database, con: duckdb.DuckDBPyConnection) -> VerifyReport:
     for name, ids in kept_stale(db, stale).items():
         report.collections[name].kept = len(ids)
     for name, column, count in con.execute(
-        """
+        f"""
         SELECT r.collection, r.reference, count(*) FROM stored_references r
-        WHERE r.ref NOT IN (SELECT _id FROM stored_ids s WHERE s.collection = r.target)
+        WHERE r.ref NOT IN (
+            SELECT _id FROM stored_ids s
+            WHERE s.collection = r.target OR (r.target = '{SOURCE_COLLECTION}' AND s.collection = '{APPLICATION_LEADS}')
+        )
         GROUP BY 1, 2
         """
     ).fetchall():
         report.dangling[f"{name}.{column}"] = count
+    released = released_leads(db)
+    con.register("released", pa.table({"key": pa.array(sorted(released), pa.binary())}))
+    report.released = con.execute(
+        "SELECT count(*) FROM nested_leads WHERE key IN (SELECT key FROM released)"
+    ).fetchone()[0]
     return report
 
 

@@ -21,8 +21,7 @@ from bson import ObjectId
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from leadnorm.contract import DEFAULT_LEVEL
-from leadnorm.schema import COLLECTIONS, KINDS
+from leadnorm.schema import COLLECTIONS, KINDS, with_defaults
 from leadnorm.transform.clean import is_blank
 from leadnorm.transform.columns import TYPES, from_cell, schema, table
 from leadnorm.transform.documents import REFERENCES, document, linked
@@ -276,19 +275,16 @@ def link_leads(con: duckdb.DuckDBPyConnection) -> None:
 # --- the nine collections, each in `_id` order ----------------------------------------------
 
 FINAL_KINDS = {name: {**kinds, "document": "bytes"} for name, kinds in KINDS.items()}
-_DEFAULTS = {"int": 0, "text": ""}
 
 
-def _entity_rows(kind: str, collection: str, optional: frozenset[str]):
+def _entity_rows(kind: str, collection: str):
     """Rows of a deduplicated collection: the merged values with the contract's defaults where no
     mention had one (optional fields stay absent), the `extra`s merged, the document encoded."""
-    kinds, fields = KINDS[collection], COLLECTIONS[collection].columns
+    fields = COLLECTIONS[collection].columns
 
     def finish(row: dict) -> dict:
         row["extra"] = merge_extras(row.pop("extras"))
-        for name in fields:
-            if row.get(name) is None and name not in optional and name != "extra" and not name.endswith("_id"):
-                row[name] = DEFAULT_LEVEL if name == "confidence" else _DEFAULTS[kinds[name]]
+        with_defaults(collection, row)
         row["_id"] = ObjectId(row["_id"])
         if "company_id" in row:
             row["company_id"] = ObjectId(row["company_id"])
@@ -315,7 +311,7 @@ def companies(con: duckdb.DuckDBPyConnection, rows: int = 10_000):
         ORDER BY 1
         """
     )
-    finish = _entity_rows("company", "companies", frozenset({"domain"}))
+    finish = _entity_rows("company", "companies")
 
     def with_domain(row: dict) -> dict:
         entity = row.pop("entity")
@@ -333,7 +329,7 @@ def personas(con: duckdb.DuckDBPyConnection, rows: int = 10_000):
         ORDER BY 1
         """
     )
-    finish = _entity_rows("persona", "personas", frozenset({"email", "linkedin_url"}))
+    finish = _entity_rows("persona", "personas")
     yield from filter(None, _batches_of_rows(relation, finish, FINAL_KINDS["personas"], rows))
 
 
@@ -346,7 +342,7 @@ def technographics(con: duckdb.DuckDBPyConnection, rows: int = 10_000):
         ids = [technographic_id(ObjectId(company), key).binary for company, key in zip(companies_, keys)]
         parts.append(batch.append_column("_id", pa.array(ids, pa.binary(12))))
     con.register("tech_final_arrow", pa.Table.from_batches(parts, schema=_with_id(merged)))
-    finish = _entity_rows("technographic", "technographics", frozenset())
+    finish = _entity_rows("technographic", "technographics")
     relation = con.sql("SELECT _id, company_id, name, category, confidence, extras FROM tech_final_arrow ORDER BY _id")
     yield from filter(None, _batches_of_rows(relation, finish, FINAL_KINDS["technographics"], rows))
     con.unregister("tech_final_arrow")

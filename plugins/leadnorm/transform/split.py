@@ -167,8 +167,9 @@ class _Batch:
             )
         }
 
-    def add(self, doc: dict, size: int | None = None) -> None:
-        """One source lead; `size`, its encoded size when known (the raw document's length)."""
+    def add(self, doc: dict, size: int | None = None, lead: ObjectId | None = None) -> None:
+        """One source lead; `size`, its encoded size when known (the raw document's length); `lead`,
+        the id of its lead when that is not the one its `_id` derives (`split_for_lead`)."""
         lead_input = doc.get("lead_input")
         identity = Warnings()  # counted only if the lead is migrated: a reject has its reason
         name = email = None
@@ -179,24 +180,26 @@ class _Batch:
             email = normalize_email(lead_input.get("email"), "leads.email", identity)
             reason = None if name or email else REJECT_NO_IDENTITY
         if reason is None:
-            reason = self._migrate_if_it_fits(doc, size or len(bson.encode(doc)), lead_input, name, email, identity)
+            reason = self._migrate_if_it_fits(
+                doc, size or len(bson.encode(doc)), lead_input, name, email, identity, lead or lead_id(doc["_id"])
+            )
         self.rows["outcomes"].append(
             {"_id": doc["_id"], "outcome": "rejected" if reason else "migrated", "reject_reason": reason}
         )
 
     def _migrate_if_it_fits(
-        self, doc: dict, size: int, lead_input: dict, name, email, identity: Warnings
+        self, doc: dict, size: int, lead_input: dict, name, email, identity: Warnings, new_id: ObjectId
     ) -> str | None:
         """Split the lead, unless the source could not take its mark or one of its documents would
         not fit MongoDB's limit: then it is too large and leaves no row and no warning behind."""
         if size <= LARGE_SOURCE_BYTES:
-            self._migrate(doc, lead_input, name, email, identity)
+            self._migrate(doc, lead_input, name, email, identity, new_id)
             return None
         if size > MAX_DOCUMENT_BYTES - SIZE_ROOM:
             return REJECT_TOO_LARGE
         lengths = {frame: len(rows) for frame, rows in self.rows.items()}
         warnings = Warnings(self.warnings)
-        self._migrate(doc, lead_input, name, email, identity)
+        self._migrate(doc, lead_input, name, email, identity, new_id)
         added = (row for frame, rows in self.rows.items() for row in rows[lengths[frame] :])
         if all(_encoded_size(row) <= MAX_DOCUMENT_BYTES - SIZE_ROOM for row in added):
             return None
@@ -205,7 +208,7 @@ class _Batch:
         self.warnings = warnings
         return REJECT_TOO_LARGE
 
-    def _migrate(self, doc: dict, lead_input: dict, name, email, identity: Warnings) -> None:
+    def _migrate(self, doc: dict, lead_input: dict, name, email, identity: Warnings, new_id: ObjectId) -> None:
         legacy = doc["_id"]
         w = self.warnings
         w.update(identity)
@@ -220,7 +223,6 @@ class _Batch:
         completed = read_datetime(meta.get("completed_at_utc"), "research_runs.research_meta.completed_at_utc", w)
         recency = completed or updated
 
-        new_id = lead_id(legacy)
         extra = unknown_fields(doc, LEAD_FIELDS)
         input_extra = unknown_fields(lead_input, LEAD_INPUT_FIELDS)
         if input_extra:
@@ -464,6 +466,14 @@ def split_documents(documents) -> Mentions:
     batch = _Batch()
     for doc in documents:
         batch.add(doc)
+    return batch.mentions()
+
+
+def split_for_lead(document: dict, lead: ObjectId) -> Mentions:
+    """One nested lead split for the lead `lead` (the application's write path keeps its lead's id):
+    the other ids still derive from the document's `_id`."""
+    batch = _Batch()
+    batch.add(document, lead=lead)
     return batch.mentions()
 
 

@@ -11,7 +11,8 @@ that a field has none.
 
 Shown in clear, by kind of document of a joined lead:
 
-- lead: _id, title, status, company_id, persona_id, created_at, updated_at (not name or email;
+- lead: _id, title, status, company_id, persona_id, created_at, updated_at, origin (where it
+  comes from: migrated, uploaded, ...; not name or email;
   not legacy_lead_id either, which may be an email)
 - company: every field of the contract but extra (a company is not a person)
 - persona: _id, title, seniority, department, decision_authority (not full_name, email,
@@ -79,6 +80,7 @@ LEAD = shown(
     "persona_id",
     "created_at",
     "updated_at",
+    "origin",
     company=COMPANY,
     persona=PERSONA,
     technographics=TECHNOGRAPHIC,

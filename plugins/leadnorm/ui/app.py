@@ -1,5 +1,5 @@
 """The seed application's pages and API inside Airflow's API server (a FastAPI app the plugin
-`plugins/leadnorm_ui.py` mounts under /leadnorm).
+`leadnorm.ui.plugin` mounts under /leadnorm).
 
 Every route requires what Airflow's own API requires: a valid Airflow token, as a bearer
 header or the UI's session cookie (`GetUserDep`); without one the answer is 401 or 403 and
@@ -7,7 +7,10 @@ holds no lead data. A user whom the auth manager does not allow to edit DAGs see
 fields `leadnorm.ui.allowlist` names in clear, every other value masked, and can search
 titles only. A request that changes something must come from Airflow's own origin, every
 response carries security headers (`leadnorm.ui.security`), and an upload is streamed into
-the inbox within `LEADNORM_UPLOAD_MAX_MB` (`leadnorm.ui.upload`). Every parameter is bounded:
+the inbox within `LEADNORM_UPLOAD_MAX_MB` (`leadnorm.ui.upload`). The write API (research and ICP
+scores, one lead from a CSV row's fields) is for users who may edit DAGs; its JSON bodies are read
+within `LEADNORM_API_BODY_MAX_KB` and checked with pydantic (`leadnorm.ui.bodies`), and it never takes
+a client's word for the id of a company or persona. Every parameter is bounded:
 malformed input gets a 4xx, never a 500. Pages are rendered on the server with no script,
 and every asset is served from here: the UI works with no network.
 """
@@ -30,12 +33,18 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from leadnorm.airflow_support import api_base_url
 from leadnorm.config import inbox_dir, reports_dir
 from leadnorm.contract import FIT_TIERS, STATUSES
+from leadnorm.errors import LeadNotFound, ResearchRefused
 from leadnorm.quality.datadocs import CONTENT_SECURITY_POLICY as DATA_DOCS_POLICY
+from leadnorm.steps.ingest import ingest_one
+from leadnorm.steps.research import write_research
 from leadnorm.ui.allowlist import for_viewer
+from leadnorm.ui.bodies import LeadBody, ResearchBody, read_body
 from leadnorm.ui.queries import BadFilter, LeadFilter, find_lead, find_leads, whole_number
-from leadnorm.ui.security import RefuseCrossSite, SecuredApp, api_base_url
+from leadnorm.ui.runs import run_outcome
+from leadnorm.ui.security import RefuseCrossSite, SecuredApp
 from leadnorm.ui.upload import UploadRefused, receive_upload
 
 HERE = Path(__file__).parent
@@ -87,18 +96,32 @@ def plain(value):
     return json.loads(json_util.dumps(value, json_options=json_util.RELAXED_JSON_OPTIONS))
 
 
-def lead_filter(status: str = "", fit_tier: str = "", q: str = "", limit: str = "50", skip: str = "0") -> LeadFilter:
+def lead_filter(
+    status: str = "", fit_tier: str = "", q: str = "", sort: str = "", limit: str = "50", skip: str = "0"
+) -> LeadFilter:
     """The filter of the query string, or 400 naming the parameter in error (numbers are read
     here, so that a malformed one gets the same one-line 400 as an out-of-range one)."""
     try:
         return LeadFilter(
-            status=status, fit_tier=fit_tier, q=q, limit=whole_number("limit", limit), skip=whole_number("skip", skip)
+            status=status,
+            fit_tier=fit_tier,
+            q=q,
+            sort=sort,
+            limit=whole_number("limit", limit),
+            skip=whole_number("skip", skip),
         )
     except BadFilter as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
 Filter = Annotated[LeadFilter, Depends(lead_filter)]
+SORT_LABELS = {
+    "": "added (oldest first)",
+    "icp_score": "ICP score",
+    "fit_tier": "fit tier",
+    "status": "status",
+    "company": "company",
+}
 
 
 def create_app() -> FastAPI:
@@ -110,7 +133,9 @@ def create_app() -> FastAPI:
         """The seed's GET /api/leads: a page of joined leads."""
         page = await asyncio.to_thread(find_leads, database(), wanted, show_personal=who["show_personal"])
         leads = as_seen_by(who, page.leads)
-        return JSONResponse({"leads": plain(leads), "has_more": page.has_more, "skip": wanted.skip})
+        return JSONResponse(
+            {"leads": plain(leads), "has_more": page.has_more, "skip": wanted.skip, "total": page.total}
+        )
 
     @app.get("/api/leads/{lead_id}")
     async def api_lead(who: Viewer, lead_id: str) -> JSONResponse:
@@ -120,12 +145,41 @@ def create_app() -> FastAPI:
             raise HTTPException(status_code=404, detail="no such lead")
         return JSONResponse(plain(as_seen_by(who, found)))
 
+    @app.post("/api/leads/{lead_id}/research")
+    async def post_research(who: Viewer, lead_id: str, request: Request) -> JSONResponse:
+        """The design's POST /api/leads/refresh, for one lead: its new research and ICP score saved
+        into the normalized collections (`leadnorm.steps.research`); the joined lead as the answer."""
+        editor_only(who, "writing research")
+        lead = object_id(lead_id)
+        _, raw = await read_body(request, ResearchBody)  # checked; the values go on as they were sent
+        try:
+            await asyncio.to_thread(write_research, database(), lead, raw["research"], raw.get("icp"))
+        except LeadNotFound:
+            raise HTTPException(status_code=404, detail="no such lead") from None
+        except ResearchRefused as refused:
+            raise HTTPException(status_code=422, detail=str(refused)) from None
+        return JSONResponse(plain(await asyncio.to_thread(find_lead, database(), lead_id)))
+
+    @app.post("/api/leads")
+    async def post_lead(who: Viewer, request: Request) -> JSONResponse:
+        """The design's upload, for one lead: the fields of a CSV row, found or created by the same
+        rules (`leadnorm.steps.ingest.ingest_one`); the joined lead as the answer (201 when created)."""
+        editor_only(who, "creating leads")
+        body, _ = await read_body(request, LeadBody)
+        created, result = await asyncio.to_thread(ingest_one, database(), body.fields())
+        if created is None:
+            raise HTTPException(status_code=422, detail=result.rejected[0].reason)
+        found = await asyncio.to_thread(find_lead, database(), str(created))
+        return JSONResponse(plain(found), status_code=201 if result.leads_created else 200)
+
     @app.get("/leads", response_class=HTMLResponse)
     async def leads_page(who: Viewer, wanted: Filter) -> str:
         page = await asyncio.to_thread(find_leads, database(), wanted, show_personal=who["show_personal"])
         return TEMPLATES.get_template("leads.html").render(
             leads=as_seen_by(who, page.leads),
             has_more=page.has_more,
+            total=page.total,
+            sorts=SORT_LABELS,
             wanted=wanted,
             statuses=STATUSES,
             fit_tiers=FIT_TIERS,
@@ -145,8 +199,7 @@ def create_app() -> FastAPI:
         """The seed's POST /api/leads/upload: store the CSV in the inbox, then trigger
         `leads_csv_ingest` through Airflow's API with the user's own credentials (so Airflow
         decides whether they may). The body is read here, not by FastAPI (`leadnorm.ui.upload`)."""
-        if not who["show_personal"]:
-            raise HTTPException(status_code=403, detail="uploading leads needs the permission to edit DAGs")
+        editor_only(who, "uploading leads")
         try:
             received = await receive_upload(request, inbox_dir())
         except UploadRefused as refused:
@@ -157,13 +210,13 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/runs/{dag_id}/{run_id}/docs", response_class=HTMLResponse)
-    async def run_docs(who: Viewer, dag_id: str, run_id: str) -> str:
-        """The Data Docs pages of one DAG run's gate (the run folder's name is its run id)."""
+    async def run_page(who: Viewer, dag_id: str, run_id: str) -> str:
+        """A DAG run's tab: its summary (what it wrote, or why it wrote nothing) and its gate,
+        suite by suite with the severity of what failed, linking the Data Docs pages."""
         if len(dag_id) > MAX_RUN_KEY or len(run_id) > MAX_RUN_KEY:
             raise HTTPException(status_code=404, detail="no such run")
-        return TEMPLATES.get_template("run_docs.html").render(
-            dag_id=dag_id, run_id=run_id, pages=run_validation_pages(data_docs_dir(), run_id), who=who, root="../../../"
-        )
+        outcome = await asyncio.to_thread(run_outcome, reports_dir(), dag_id, run_id)
+        return TEMPLATES.get_template("run.html").render(run=outcome, who=who, root="../../../")
 
     @app.get("/docs/{path:path}")
     async def data_docs(who: Viewer, path: str) -> FileResponse:
@@ -181,6 +234,19 @@ def create_app() -> FastAPI:
 
 
 INGEST_DAG = "leads_csv_ingest"
+
+
+def editor_only(who: dict, what: str) -> None:
+    """403 unless the user may edit DAGs: what changes lead data is for them alone."""
+    if not who["show_personal"]:
+        raise HTTPException(status_code=403, detail=f"{what} needs the permission to edit DAGs")
+
+
+def object_id(text: str) -> ObjectId:
+    """A lead id of the path, or 404: no lead has an id that is no ObjectId."""
+    if not ObjectId.is_valid(text):
+        raise HTTPException(status_code=404, detail="no such lead")
+    return ObjectId(text)
 
 
 async def trigger_ingest(request: Request, path: Path) -> dict:
@@ -239,18 +305,3 @@ def inside(root: Path, path: str) -> Path:
     if not found:
         raise HTTPException(status_code=404, detail="not found")
     return target
-
-
-def run_validation_pages(docs: Path, run_id: str) -> list[dict]:
-    """The validation result pages of a run, by suite: GX files them under the run's name,
-    `RunFolder.new`'s name of the run folder. That name is compared with the folders there,
-    never made into a path or a pattern: a run id in the URL is the caller's text."""
-    name = run_id.replace(":", "_").replace("+", "_")
-    validations = docs / "validations"
-    found = []
-    for suite in sorted(validations.iterdir()) if validations.is_dir() else ():
-        for run in suite.iterdir() if suite.is_dir() else ():
-            if run.name == name:
-                for page in sorted(run.glob("*/*.html")):
-                    found.append({"suite": suite.name, "href": page.relative_to(docs).as_posix()})
-    return found

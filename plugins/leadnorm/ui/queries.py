@@ -1,9 +1,13 @@
 """What the Leads pages and API ask of MongoDB: a page of joined leads under the seed app's
-filters (`status`, `fit_tier`, `q`), and one joined lead.
+filters (`status`, `fit_tier`, `q`) in the order asked (`sort`), how many match, and one joined lead.
 
 `status` and `q` are fields of the lead; `fit_tier` lives on its ICP score, so it is resolved
 first to the leads that carry it (the `fit_tier` index), in `_id` order, and the page is cut
-from those. Only the leads of the page are joined (`leadnorm.views`).
+from those. Sorting by a field of the lead's ICP score or company (`icp_score`, `fit_tier`,
+`company`) joins that one document to every matching lead before the page is cut (one pass over
+the matching leads, each join through an index); leads without the field come last. Only the
+leads of the page are joined whole (`leadnorm.views`). Each joined lead says where it comes from
+(`origin`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pymongo.database import Database
 
 from leadnorm.contract import FIT_TIERS, SOURCE_COLLECTION, STATUSES
 from leadnorm.mongo import in_chunks
-from leadnorm.views import application_leads, lead, lead_pipeline
+from leadnorm.steps.ingest import API_SOURCE
+from leadnorm.views import application_leads, lead, lead_pipeline, lookup
 
 MAX_LIMIT = 200
 MAX_SKIP = 10_000_000  # far beyond any page a person reads, and well within the 64-bit skip MongoDB takes
@@ -33,15 +38,29 @@ class BadFilter(ValueError):
     """A filter value the API refuses (HTTP 400), with a message naming it."""
 
 
+# sort -> (the field sorted on, after the join it needs; its direction; that join's stages)
+SORTS: dict[str, tuple[str, int, list[dict]]] = {
+    "": ("_id", 1, []),
+    "icp_score": ("icp.icp_score", -1, [lookup("icp_scores", "_id", "lead_id", "icp")]),
+    "fit_tier": ("icp.fit_tier", 1, [lookup("icp_scores", "_id", "lead_id", "icp")]),
+    "status": ("status", 1, []),
+    "company": ("company.name", 1, [lookup("companies", "company_id", "_id", "company")]),
+}
+ORIGINS = ("migrated", "uploaded", "created through the API", "written by the application")
+
+
 @dataclass(frozen=True)
 class LeadFilter:
     status: str = ""
     fit_tier: str = ""
     q: str = ""
+    sort: str = ""
     limit: int = 50
     skip: int = 0
 
     def __post_init__(self):
+        if self.sort not in SORTS:
+            raise BadFilter(f"sort must be one of {', '.join(name for name in SORTS if name)}")
         if self.status and self.status not in STATUSES:
             raise BadFilter(f"status must be one of {', '.join(STATUSES)}")
         if self.fit_tier and self.fit_tier not in FIT_TIERS:
@@ -76,36 +95,88 @@ def whole_number(name: str, text: str) -> int:
 class LeadPage:
     leads: list[dict]
     has_more: bool
+    total: int  # leads matching the filter
 
 
 def find_leads(db: Database, wanted: LeadFilter, *, show_personal: bool) -> LeadPage:
-    """One page of joined leads, by `_id`, and whether another page follows."""
+    """One page of joined leads in the order asked, whether another page follows, how many match."""
     match = wanted.match(show_personal)
     collection = db[SOURCE_COLLECTION]
-    if not wanted.fit_tier:
-        found = list(collection.aggregate(lead_pipeline(match, skip=wanted.skip, limit=wanted.limit + 1)))
-        return LeadPage(found[: wanted.limit], len(found) > wanted.limit)
-    tiered = sorted(
-        {score["lead_id"] for score in db.icp_scores.find({"fit_tier": wanted.fit_tier}, {"lead_id": 1})}, key=str
-    )
-    page_ids, skipped = [], 0
-    for part in in_chunks(tiered):  # in `_id` order, 100 at a time, until the page is full
-        query = application_leads({**match, "_id": {"$in": part}})
-        for found in collection.find(query, {"_id": 1}, sort=[("_id", 1)]):
-            if skipped < wanted.skip:
-                skipped += 1
-            else:
-                page_ids.append(found["_id"])
-        if len(page_ids) > wanted.limit:
+    if wanted.fit_tier:  # the leads of the tier, in `_id` order, 100 at a time
+        tiered = sorted(
+            {score["lead_id"] for score in db.icp_scores.find({"fit_tier": wanted.fit_tier}, {"lead_id": 1})}, key=str
+        )
+        parts = [application_leads({**match, "_id": {"$in": part}}) for part in in_chunks(tiered)]
+    else:
+        parts = [application_leads(match)]
+    counts = [collection.count_documents(part) for part in parts]
+    order = _sorted_ids if wanted.sort else _ids_in_order
+    ids = order(collection, parts, counts, wanted)
+    page = ids[: wanted.limit]
+    joined = {lead["_id"]: lead for lead in collection.aggregate(lead_pipeline({"_id": {"$in": page}}))} if page else {}
+    return LeadPage([with_origin(joined[i]) for i in page if i in joined], len(ids) > wanted.limit, sum(counts))
+
+
+def _ids_in_order(collection, parts: list[dict], counts: list[int], wanted: LeadFilter) -> list:
+    """The ids of the page (and one more) by `_id`: parts skipped whole by their counts."""
+    ids, to_skip = [], wanted.skip
+    for part, count in zip(parts, counts):
+        if to_skip >= count:
+            to_skip -= count
+            continue
+        found = collection.find(part, {"_id": 1}, sort=[("_id", 1)], skip=to_skip, limit=wanted.limit + 1 - len(ids))
+        ids += [lead["_id"] for lead in found]
+        to_skip = 0
+        if len(ids) > wanted.limit:
             break
-    page = page_ids[: wanted.limit]
-    joined = list(collection.aggregate(lead_pipeline({"_id": {"$in": page}}))) if page else []
-    return LeadPage(joined, len(page_ids) > wanted.limit)
+    return ids
+
+
+def _sorted_ids(collection, parts: list[dict], counts: list[int], wanted: LeadFilter) -> list:
+    """The ids of the page (and one more) in `wanted.sort`'s order, then `_id`; leads without the
+    sorted field (or with it empty) last. The parts' heads are merged by the same order."""
+    field, direction, joins = SORTS[wanted.sort]
+    joined, _, name = field.partition(".")
+    # the joined list's first document, then its field: the embedded server resolves no path through a list
+    first = [{"$addFields": {joined: {"$first": f"${joined}"}}}] if name else []
+    rows = []
+    for part, count in zip(parts, counts):
+        if count:
+            stages = [
+                {"$match": part},
+                *joins,
+                *first,
+                {"$project": {"_id": 1, "key": {"$ifNull": [f"${field}", ""]}}},
+                {"$addFields": {"missing": {"$cond": [{"$eq": ["$key", ""]}, 1, 0]}}},
+                {"$sort": {"missing": 1, "key": direction, "_id": 1}},
+                {"$limit": wanted.skip + wanted.limit + 1},
+            ]
+            rows += collection.aggregate(stages)
+    rows.sort(key=lambda row: str(row["_id"]))  # ObjectIds: their text sorts as they do
+    present = sorted((r for r in rows if not r["missing"]), key=lambda r: r["key"], reverse=direction < 0)
+    ordered = present + [r for r in rows if r["missing"]]  # stable: `_id` order within equal keys
+    return [row["_id"] for row in ordered[wanted.skip : wanted.skip + wanted.limit + 1]]
+
+
+def with_origin(lead: dict) -> dict:
+    """The joined lead with `origin`: migrated (it has a legacy id), written by the application
+    (its research came through the write API), created through the API, or uploaded (a CSV)."""
+    extra = lead.get("extra") or {}
+    if lead.get("legacy_lead_id") is not None:
+        lead["origin"] = ORIGINS[0]
+    elif "application" in extra:
+        lead["origin"] = ORIGINS[3]
+    elif (extra.get("upload") or {}).get("file") == API_SOURCE:
+        lead["origin"] = ORIGINS[2]
+    else:
+        lead["origin"] = ORIGINS[1]
+    return lead
 
 
 def find_lead(db: Database, lead_id: str) -> dict | None:
     """The joined lead with this id (24 hex digits), or None."""
     try:
-        return lead(db, ObjectId(lead_id))
+        found = lead(db, ObjectId(lead_id))
     except (InvalidId, TypeError):
         return None
+    return with_origin(found) if found is not None else None

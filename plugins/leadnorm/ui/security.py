@@ -25,8 +25,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from leadnorm.airflow_support import api_base_url
+
 SAFE_METHODS = frozenset({"GET", "HEAD"})  # they change nothing: no origin is asked of them
-WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 PAGE_POLICY = (
@@ -39,25 +40,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "SAMEORIGIN",  # for browsers that do not read frame-ancestors
 }
-
-
-def api_base_url() -> str:
-    """Airflow's API server, with a trailing slash: `[api] base_url`, else `[api] host` and
-    `[api] port` (a wildcard or empty host as 127.0.0.1; https when `[api] ssl_cert` and
-    `ssl_key` are set). A base URL that is only a path (Airflow under /airflow behind a proxy
-    that the server itself is not) keeps that path on host and port."""
-    from airflow.configuration import conf
-
-    base = urlsplit(conf.get("api", "base_url", fallback="") or "")
-    if base.scheme and base.netloc:
-        return f"{base.scheme}://{base.netloc}{base.path.rstrip('/')}/"
-    host = conf.get("api", "host", fallback="").strip()
-    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # an IPv6 address
-    port = conf.get("api", "port", fallback="8080")
-    tls = conf.get("api", "ssl_cert", fallback="") and conf.get("api", "ssl_key", fallback="")
-    return f"{'https' if tls else 'http'}://{host}:{port}{base.path.rstrip('/')}/"
 
 
 def origin_of(url: str) -> str:

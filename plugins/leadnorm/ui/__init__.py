@@ -1,0 +1,1 @@
+"""The Jazon leads application inside the Airflow UI: the plugin, its FastAPI app, pages and API."""
