@@ -269,6 +269,17 @@ def test_importing_the_gate_logs_no_gx_info():
     assert "great_expectations" not in run.stderr, run.stderr[:2000]
 
 
+def test_importing_the_gate_compiles_no_iri_grammar():
+    """GX, through altair and jsonschema, would load the IRI format checker (a second of CPU); the
+    gate imports it without, and a gate run works as before (the other tests here)."""
+    script = (
+        "import sys, leadnorm.quality.validate, jsonschema;"
+        "print(sys.modules.get('rfc3987_syntax') is None, 'jsonschema' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert run.stdout.split() == ["True", "True"]
+
+
 def test_docs_default_to_the_configured_reports_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("LEADNORM_REPORTS_DIR", str(tmp_path / "configured"))
     frames, source = valid_frames()

@@ -23,10 +23,11 @@ from leadnorm import config
 from leadnorm.errors import GateFailed
 from leadnorm.mongo import source_id
 from leadnorm.quality import datadocs
-from leadnorm.quality.gx_logging import gx_warnings_only
+from leadnorm.quality.gx_logging import gx_warnings_only, without_iri_format_checker
 from leadnorm.quality.suites import SOURCE_SUITE, suite_definitions
 from leadnorm.schema import COLLECTIONS, KINDS
 
+without_iri_format_checker()
 with gx_warnings_only():  # importing GX logs some 200 INFO lines
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
