@@ -102,7 +102,9 @@ def migration_flow(kind: str, assets: dict[str, Asset]) -> None:
                 import logging
 
                 from leadnorm.airflow_support import run_page
+                from leadnorm.steps.pipeline import wait_for_data_docs
 
+                wait_for_data_docs()  # the task ends once its Data Docs are written
                 logging.getLogger("leadnorm").info(
                     "the gate's result in the UI: %s", run_page(dag_run.dag_id, dag_run.run_id)
                 )

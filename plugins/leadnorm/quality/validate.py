@@ -119,12 +119,28 @@ def run_gate(
     run's name gets the prefix `dry-run-`: it shows as such and next to the real runs.
     """
     batches = {name: [frame] for name, frame in validation_frames(frames, source).items()}
-    return _gate(batches, reconciliation_parameters(source), {}, reports_dir, run_name, dry_run)
+    result, publication = _gate(batches, reconciliation_parameters(source), {}, reports_dir, run_name, dry_run)
+    publication.write()
+    return result
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The Data Docs of a gate's results, still to be written: the verdict need not wait for them."""
+
+    context: object
+    results: dict
+    personal_columns: dict[str, list[str]]
+    docs_dir: Path
+
+    def write(self) -> Path:
+        with gx_warnings_only():
+            return datadocs.publish(self.context, self.results, self.personal_columns, self.docs_dir)
 
 
 def _gate(batches, parameters: dict, overrides: dict, reports_dir: Path | None, run_name: str, dry_run: bool):
     """Every suite over its batches (one, or many: their results merged, `overrides` replacing
-    what a batch cannot see alone), then the Data Docs of the merged results."""
+    what a batch cannot see alone): the verdict, and the Data Docs of the merged results to write."""
     reports = Path(reports_dir or config.reports_dir())
     docs_dir = reports / "data_docs"
     suites = suite_definitions()
@@ -143,16 +159,16 @@ def _gate(batches, parameters: dict, overrides: dict, reports_dir: Path | None, 
         datadocs.prune_history(
             reports / "gx_results", docs_dir, datadocs.kept_runs() - 1
         )  # this run makes it `kept_runs`
-        docs_index = datadocs.publish(context, results, personal, docs_dir)
-    return GateResult(not failures, failures, warnings, docs_index)
+    verdict = GateResult(not failures, failures, warnings, docs_dir / "index.html")
+    return verdict, Publication(context, results, personal, docs_dir)
 
 
 GATE_ROWS = 50_000  # rows of one validation: GX holds its batch as a frame
 
 
-def run_gate_on_staged(
+def gate_on_staged(
     con, *, reports_dir: Path | None = None, run_name: str = "leadnorm", dry_run: bool = False
-) -> GateResult:
+) -> tuple[GateResult, Publication]:
     """The same suites over a run's staged tables (views of the engine `con`: the nine collections,
     the split `outcomes`, and `kept_references(reference, id)`: what a refresh's relinked leads
     point at that it does not stage), `GATE_ROWS` rows at a time, so the gate's memory is bounded. What

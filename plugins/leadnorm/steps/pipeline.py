@@ -556,11 +556,17 @@ def read_scope(run: RunFolder) -> Scope | None:
 
 
 def validate_step(run: RunFolder, *, dry_run: bool = False) -> dict:
-    """The Great Expectations gate: raises before any write when a critical expectation fails."""
-    from leadnorm.quality.validate import run_gate_on_staged
+    """The Great Expectations gate: raises before any write when a critical expectation fails.
+    A passing gate's Data Docs are written in the background while the run goes on
+    (`wait_for_data_docs`); a failing one's before it raises."""
+    from leadnorm.quality.validate import gate_on_staged
 
     with opened_engine(run, split=True, frames=True, rewritten=read_scope(run) is not None) as con:
-        result = run_gate_on_staged(con, run_name=run.root.name, dry_run=dry_run)
+        result, publication = gate_on_staged(con, run_name=run.root.name, dry_run=dry_run)
+    if result.passed:
+        _in_background(publication.write, "write-data-docs")
+    else:
+        publication.write()
     log.info("%s", result.report())
     run.write_result(
         layout.Results.VALIDATE,
@@ -675,25 +681,46 @@ def verify_step(db: Database, run: RunFolder) -> VerifyReport:
     return report
 
 
-GATE_IMPORT_SWITCH_S = 0.0005
+# While a thread works beside the steps, the interpreter switches threads every 0.5 ms instead of
+# 5: the steps' reads, each waiting for the GIL after its reply, then wait a tenth as long.
+BACKGROUND_SWITCH_S = 0.0005
+_background: list[tuple[threading.Thread, list[BaseException]]] = []
+
+
+def _in_background(work, name: str, *, errors_matter: bool = True) -> None:
+    """`work()` in a thread beside the steps; `wait_for_data_docs` joins it and raises what it raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        usual = sys.getswitchinterval()
+        sys.setswitchinterval(min(usual, BACKGROUND_SWITCH_S))
+        try:
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            sys.setswitchinterval(usual)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    if errors_matter:
+        _background.append((thread, errors))
+
+
+def wait_for_data_docs() -> None:
+    """Until the Data Docs the gate writes in the background are written; raises what failed."""
+    while _background:
+        thread, errors = _background.pop()
+        thread.join()
+        if errors:
+            raise errors[0]
 
 
 def import_gate_in_background() -> None:
     """Great Expectations takes seconds of CPU to import: a thread does it while plan, extract
     and resolve wait on the server, and the gate finds it imported (or imports it itself, raising
-    whatever went wrong). Meanwhile the interpreter switches threads every 0.5 ms instead of 5:
-    the steps' reads, each waiting for the GIL after its reply, then wait a tenth as long."""
-
-    def load() -> None:
-        usual = sys.getswitchinterval()
-        sys.setswitchinterval(min(usual, GATE_IMPORT_SWITCH_S))
-        try:
-            with suppress(Exception):
-                importlib.import_module("leadnorm.quality.validate")
-        finally:
-            sys.setswitchinterval(usual)
-
-    threading.Thread(target=load, name="import-gate", daemon=True).start()
+    whatever went wrong)."""
+    _in_background(lambda: importlib.import_module("leadnorm.quality.validate"), "import-gate", errors_matter=False)
 
 
 # --- the actions of `leadnorm.steps.runplan.STEPS`: a step's function of the run's resources ---
@@ -749,16 +776,22 @@ def run_steps(res: Resources) -> dict[str, object]:
     results: dict[str, object] = {}
     if not res.settings.skip_validation:
         import_gate_in_background()
-    for step in STEPS:
-        if not step.runs(res.settings):
-            continue
-        started = time.perf_counter()
-        try:
-            for item in step.items(res):
-                results[step.name] = retry_transient(res.db, lambda: step.run(res, item), step.name)  # noqa: B023
-        finally:
-            timings[step.name] = time.perf_counter() - started
-            res.run.write_result(layout.Results.TIMINGS, timings)
+    try:
+        for step in STEPS:
+            if not step.runs(res.settings):
+                continue
+            started = time.perf_counter()
+            try:
+                for item in step.items(res):
+                    results[step.name] = retry_transient(res.db, lambda: step.run(res, item), step.name)  # noqa: B023
+            finally:
+                timings[step.name] = time.perf_counter() - started
+                res.run.write_result(layout.Results.TIMINGS, timings)
+    except BaseException:
+        with suppress(Exception):  # the run's own failure is the one to report
+            wait_for_data_docs()
+        raise
+    wait_for_data_docs()
     return results
 
 
