@@ -16,10 +16,11 @@ $BIN/airflow dags test leads_migration > "$log" 2>&1 &
 run=$!
 # The run as it goes: each task as it starts, the steps' progress lines, the gate's verdict.
 tail -n +1 -F --pid=$run "$log" 2>/dev/null \
-  | grep --line-buffered -E "\[DAG TEST\] starting task_id=|docs/s|validation (passed|FAILED)" \
-  | sed -u -E -e 's/.*\[DAG TEST\] starting task_id=([^ ]+) map_index=(-1|None)$/  task \1/' \
-      -e 's/.*\[DAG TEST\] starting task_id=([^ ]+) map_index=([0-9]+)$/  task \1 [\2]/' \
-      -e 's/^.*(INFO|info)[^A-Za-z]*(leadnorm[^A-Za-z]*)?/    /' || true
+  | grep --line-buffered -E "\[DAG TEST\] starting task_id=|docs/s|\] validation (passed|FAILED)" \
+  | sed -u -E -e 's/^.*\[DAG TEST\] starting task_id=([^ ]+) map_index=-1 .*$/  task \1/' \
+      -e 's/^.*\[DAG TEST\] starting task_id=([^ ]+) map_index=([0-9]+) .*$/  task \1 [\2]/' \
+      -e 's/^.*\[info *\] (.*) \[leadnorm\] loc=.*$/    \1/' \
+      -e 's/^.*\[info *\] (validation .*)$/    \1/' || true
 if ! wait $run; then
   tail -40 "$log"
   echo "demo: the DAG run failed; full log in $log" >&2
