@@ -825,6 +825,12 @@ def test_posted_research_is_written_and_answered_with_the_joined_lead(airflow):
     stored = database.leads.find_one({"_id": lead["_id"]})
     assert stored["company_id"] == other["_id"] and "legacy_lead_id" not in stored
     assert database.icp_scores.find_one({"lead_id": lead["_id"]})["icp_score"] == 77
+    assert "x-leadnorm-defaulted" not in answer.headers
+
+    unreadable = {**body, "icp": {**body["icp"], "icp_score": "n/a"}}  # given its default, and said so
+    answer = post(airflow, f"/api/leads/{lead['_id']}/research", unreadable)
+    assert answer.status_code == 200 and answer.headers["x-leadnorm-defaulted"] == "icp_scores.icp_score=1"
+    assert answer.json()["icp"]["icp_score"] == 0
 
 
 def test_research_without_sign_in_or_with_a_malformed_body_changes_nothing(airflow):

@@ -115,6 +115,7 @@ def lead_filter(
 
 
 Filter = Annotated[LeadFilter, Depends(lead_filter)]
+DEFAULTED_HEADER = "X-Leadnorm-Defaulted"
 SORT_LABELS = {
     "": "added (oldest first)",
     "icp_score": "ICP score",
@@ -153,12 +154,16 @@ def create_app() -> FastAPI:
         lead = object_id(lead_id)
         _, raw = await read_body(request, ResearchBody)  # checked; the values go on as they were sent
         try:
-            await asyncio.to_thread(write_research, database(), lead, raw["research"], raw.get("icp"))
+            written = await asyncio.to_thread(write_research, database(), lead, raw["research"], raw.get("icp"))
         except LeadNotFound:
             raise HTTPException(status_code=404, detail="no such lead") from None
         except ResearchRefused as refused:
             raise HTTPException(status_code=422, detail=str(refused)) from None
-        return JSONResponse(plain(await asyncio.to_thread(find_lead, database(), lead_id)))
+        # the body is the joined lead, as GET api/leads/{id}; what could not be read and was given
+        # its default is said beside it, field by field (`icp_scores.icp_score=1`)
+        defaulted = ", ".join(f"{name}={count}" for name, count in written.warnings.items())
+        headers = {DEFAULTED_HEADER: defaulted} if defaulted else {}
+        return JSONResponse(plain(await asyncio.to_thread(find_lead, database(), lead_id)), headers=headers)
 
     @app.post("/api/leads")
     async def post_lead(who: Viewer, request: Request) -> JSONResponse:
