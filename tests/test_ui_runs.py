@@ -9,9 +9,9 @@ import pytest
 
 from leadnorm.devtools.seed import seed_leads
 from leadnorm.steps.pipeline import migrate
-from leadnorm.steps.runstore import RunFolder
+from leadnorm.steps.runstore import RunFolder, run_name
 from leadnorm.steps.summary import save_summary, summary
-from leadnorm.ui.runs import FAILED, PASSED, WARNED, run_name, run_outcome
+from leadnorm.ui.runs import FAILED, PASSED, WARNED, run_outcome
 
 RUN_ID = "manual__2026-12-08T01:02:03.456789+00:00"
 

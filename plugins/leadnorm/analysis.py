@@ -23,7 +23,7 @@ from pymongo.database import Database
 
 from leadnorm.contract import FIT_TIERS, NORMALIZED_LEAD, SOURCE_COLLECTION, STATUSES
 from leadnorm.mongo import in_chunks
-from leadnorm.transform.clean import Warnings, read_number
+from leadnorm.transform.clean import Warnings, read_icp_score
 from leadnorm.views import application_leads
 
 # A fit tier the migration could not read is stored as "" (the contract's default), an unreadable
@@ -180,7 +180,7 @@ def icp_scores(db: Database) -> pd.DataFrame:
 
 def readable_icp_score(value) -> bool:
     """Whether the migration reads a source `icp.icp_score` as a score (else it stores the default 0)."""
-    return read_number(value, "icp_scores.icp_score", Warnings(), lo=0, hi=100) is not None
+    return read_icp_score(value, "icp_scores.icp_score", Warnings()) is not None
 
 
 def technographics_frequency(db: Database, top: int = 20) -> pd.DataFrame:

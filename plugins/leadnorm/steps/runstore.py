@@ -94,6 +94,12 @@ def write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
+def run_name(run_id: str) -> str:
+    """A run's name as its folders and files bear it (its run folder, its summary, GX's results and
+    pages): the id with `:` and `+` replaced, which some file systems and URLs take badly."""
+    return run_id.replace(":", "_").replace("+", "_")
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Where one run keeps its staged batches, frames and step results."""
@@ -104,7 +110,7 @@ class RunFolder:
     def new(cls, name: str | None = None, command: str = "migrate") -> RunFolder:
         """A run folder under the staging directory, created owner-only."""
         name = name or "run-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        return cls(staging_path(staging_location()) / name.replace(":", "_").replace("+", "_")).create(command)
+        return cls(staging_path(staging_location()) / run_name(name)).create(command)
 
     @classmethod
     def at(cls, location: str) -> RunFolder:

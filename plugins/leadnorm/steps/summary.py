@@ -7,7 +7,7 @@ from pathlib import Path
 from leadnorm.config import reports_dir
 from leadnorm.schema import COLLECTIONS
 from leadnorm.steps import layout
-from leadnorm.steps.runstore import RunFolder
+from leadnorm.steps.runstore import RunFolder, run_name
 
 
 def summary(run: RunFolder, dry_run: bool = False) -> str:
@@ -65,7 +65,7 @@ def summary(run: RunFolder, dry_run: bool = False) -> str:
 
 def save_summary(text: str, name: str) -> Path:
     """Keep a run's summary (counts only, no personal data) under reports/summaries/."""
-    path = reports_dir() / "summaries" / f"{name.replace(':', '_').replace('+', '_')}.txt"
+    path = reports_dir() / "summaries" / f"{run_name(name)}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
     return path

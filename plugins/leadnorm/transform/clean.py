@@ -237,6 +237,11 @@ def read_fit_tier(value, target: str, warnings: Warnings) -> str | None:
     return tier
 
 
+def read_icp_score(value, target: str, warnings: Warnings) -> float | None:
+    """An ICP score: a number, or a numeric string, within 0..100."""
+    return read_number(value, target, warnings, lo=0, hi=100)
+
+
 def read_list(value, target: str, warnings: Warnings) -> list:
     """A list; None is empty, a single object is a list of one."""
     if value is None:

@@ -33,6 +33,7 @@ from leadnorm.transform.clean import (
     normalize_linkedin,
     read_datetime,
     read_fit_tier,
+    read_icp_score,
     read_level,
     read_list,
     read_number,
@@ -434,7 +435,7 @@ class _Batch:
             {
                 "_id": score_id,
                 "lead_id": new_lead_id,
-                "icp_score": read_number(icp.get("icp_score"), "icp_scores.icp_score", w, lo=0, hi=100) or 0.0,
+                "icp_score": read_icp_score(icp.get("icp_score"), "icp_scores.icp_score", w) or 0.0,
                 "fit_tier": read_fit_tier(icp.get("fit_tier"), "icp_scores.fit_tier", w) or "",
                 "score_breakdown": scores,
                 "scored_at": read_datetime(icp.get("scored_at"), "icp_scores.scored_at", w),

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leadnorm.steps.runstore import run_name
+
 # The DAGs that validate what they write; the others (the CSV upload checks each row as it reads
 # it, rollback and cleanup restore or delete what was validated) have no gate to show.
 GATED_DAGS = frozenset({"leads_migration", "leads_refresh", "leads_quality_report"})
@@ -36,10 +38,6 @@ class RunOutcome:
     gated: bool
     summary: str | None
     suites: list[SuiteOutcome]
-
-
-def run_name(run_id: str) -> str:
-    return run_id.replace(":", "_").replace("+", "_")
 
 
 def run_outcome(reports: Path, dag_id: str, run_id: str) -> RunOutcome:
